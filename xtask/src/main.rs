@@ -1,1 +1,3 @@
+//! `cargo xtask`: deployment rehearsal driven by pipeline.yaml.
+mod config;
 fn main() {}

@@ -1,0 +1,227 @@
+//! Loading `pipeline.yaml`: text → located tree → variables resolved → typed pipeline → cross-checks.
+
+pub mod check;
+pub mod de;
+pub mod diag;
+pub mod interp;
+pub mod model;
+pub mod schema;
+pub mod source;
+pub mod stage;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use model::*;
+pub use source::Source;
+
+use tree::{Node, Value};
+
+/// Files larger than this are refused before parsing: a pipeline is a few hundred lines.
+const MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a load needs besides the file: the environment to resolve and how to find values.
+pub struct LoadOptions<'a> {
+    pub env: Option<&'a str>,
+    /// `--var NAME=VALUE` overrides, strongest of all.
+    pub overrides: &'a BTreeMap<String, String>,
+    /// Built-in variables such as `GIT_SHA` and `RUN_ID`.
+    pub builtins: &'a BTreeMap<String, String>,
+    pub lookup_env: &'a dyn Fn(&str) -> Option<String>,
+    /// Resolves a declared secret's value; called only for secrets the file uses.
+    pub secret: &'a dyn Fn(&str, &SecretSpec) -> Result<String, String>,
+}
+
+pub fn read_source(path: &Path) -> Result<Source, Diagnostics> {
+    let fail = |message: String| Diagnostics {
+        source: Source::new(path, ""),
+        items: vec![Diagnostic::new(message)],
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() > MAX_BYTES {
+        return Err(fail(format!(
+            "file is {} bytes; a pipeline file may be at most {MAX_BYTES}",
+            bytes.len()
+        )));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(path, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let line = text[..at.min(text.len())].matches('\n').count() + 1;
+            let col = text[..at.min(text.len())]
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                + 1;
+            Err(Diagnostics {
+                source: Source::new(path, text),
+                items: vec![
+                    Diagnostic::new(format!("not UTF-8 text (invalid byte at offset {at})"))
+                        .at(source::Span::new(line, col, 1))
+                        .expected("a YAML text file"),
+                ],
+            })
+        }
+    }
+}
+
+pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnostics> {
+    let fail = |items: Vec<Diagnostic>| Diagnostics {
+        source: source.clone(),
+        items,
+    };
+    let mut root = tree::parse(&source.text).map_err(|d| fail(vec![d]))?;
+    check_root(&root).map_err(|d| fail(vec![d]))?;
+    let errors = interpolate_variables(&mut root, options);
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    let header_raw: Header = de::from_node(&root).map_err(|d| fail(vec![d]))?;
+    let env = resolve_env(&header_raw, &root, options).map_err(|d| fail(vec![d]))?;
+
+    let vars = variables(&header_raw, &env, options);
+    let mut errors = Vec::new();
+    let secret = |name: &str| match header_raw.secrets.get(name) {
+        Some(spec) => (options.secret)(name, spec),
+        None => {
+            let declared: Vec<&str> = header_raw.secrets.keys().map(String::as_str).collect();
+            let near = diag::nearest(name, declared)
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            Err(format!("declare it under `secrets:` first{near}"))
+        }
+    };
+    let scope = interp::Scope {
+        vars: &vars,
+        env: options.lookup_env,
+        secret: &secret,
+    };
+    if let Value::Map(entries) = &mut root.value {
+        for (key, value) in entries.iter_mut() {
+            // Variables were resolved above; environments hold only overrides of them.
+            if !matches!(key.as_str(), Some("variables" | "environments")) {
+                interp::interpolate(value, &scope, &mut errors);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    let header: Header = de::from_node(&root).map_err(|d| fail(vec![d]))?;
+    let stages = stage::read_stages(root.get("stages"), &mut errors);
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    let errors = check::check(&header, &stages, root.get("stages"));
+    if !errors.is_empty() {
+        return Err(fail(errors));
+    }
+    Ok(Pipeline {
+        header,
+        stages,
+        env,
+    })
+}
+
+/// The root must be a mapping with a known `version`, checked first: a wrong version explains everything else.
+fn check_root(root: &Node) -> Result<(), Diagnostic> {
+    if root.as_map().is_none() {
+        let d = Diagnostic::new("a pipeline file must be a mapping at the top level")
+            .expected("`version: 1` followed by `stages:`")
+            .found(root.describe());
+        return Err(if matches!(root.value, Value::Null) {
+            d
+        } else {
+            d.at(root.span)
+        });
+    }
+    let Some(version) = root.get("version") else {
+        return Err(Diagnostic::new("missing key `version`")
+            .at(root.span)
+            .help("start the file with `version: 1`"));
+    };
+    match version.as_str().map(str::trim) {
+        Some("1") => Ok(()),
+        _ => Err(Diagnostic::new("unsupported pipeline version")
+            .at(version.span)
+            .expected(format!("`{}`", model::SCHEMA_VERSION))
+            .found(version.describe())),
+    }
+}
+
+fn resolve_env(header: &Header, root: &Node, options: &LoadOptions) -> Result<String, Diagnostic> {
+    let env = options.env.unwrap_or(model::DEFAULT_ENV);
+    let known = check::known_environments(&header.environments);
+    if known.contains(&env) {
+        return Ok(env.to_string());
+    }
+    let d = Diagnostic::new(format!("unknown environment `{env}` (from --env)"))
+        .expected(format!(
+            "one of {}",
+            known
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .suggest(env, known.iter().copied());
+    Err(match root.key("environments") {
+        Some(key) => d.at(key.span),
+        None => d,
+    })
+}
+
+/// Variable values may refer to the process environment and built-ins (`${HOME}`), not to each other.
+/// Only the chosen environment's overrides are resolved: another environment's unset variables are its own business.
+fn interpolate_variables(root: &mut Node, options: &LoadOptions) -> Vec<Diagnostic> {
+    let no_secret = |_: &str| {
+        Err(
+            "secrets cannot be used in `variables:`; use them where the value is needed"
+                .to_string(),
+        )
+    };
+    let scope = interp::Scope {
+        vars: options.builtins,
+        env: options.lookup_env,
+        secret: &no_secret,
+    };
+    let mut errors = Vec::new();
+    if let Some(vars) = root.get_mut("variables") {
+        interp::interpolate(vars, &scope, &mut errors);
+    }
+    let env = options.env.unwrap_or(model::DEFAULT_ENV);
+    if let Some(vars) = root
+        .get_mut("environments")
+        .and_then(|e| e.get_mut(env))
+        .and_then(|e| e.get_mut("variables"))
+    {
+        interp::interpolate(vars, &scope, &mut errors);
+    }
+    errors
+}
+
+/// Builtins < pipeline variables < the environment's overrides < `--var`.
+fn variables(header: &Header, env: &str, options: &LoadOptions) -> BTreeMap<String, String> {
+    let mut vars = options.builtins.clone();
+    vars.extend(header.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(overrides) = header.environments.get(env) {
+        vars.extend(
+            overrides
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    vars.extend(
+        options
+            .overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    vars
+}

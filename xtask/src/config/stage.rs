@@ -1,0 +1,141 @@
+//! Stages and gates are read by hand: common keys and the keys of their `kind` share one mapping.
+
+use super::de::from_node;
+use super::diag::{Diagnostic, nearest};
+use super::model::{Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
+use super::tree::{Node, Value};
+
+/// Reads the `stages:` list, collecting every error rather than stopping at the first.
+pub fn read_stages(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Stage> {
+    let Some(node) = node else { return Vec::new() };
+    let Some(items) = node.as_seq() else {
+        errors.push(
+            Diagnostic::new("`stages` must be a list")
+                .at(node.span)
+                .found(node.describe()),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| read_stage(item).map_err(|d| errors.push(d)).ok())
+        .collect()
+}
+
+fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
+    let (common_node, spec_node) = split(node, StageCommon::FIELDS, "stage")?;
+    let common: StageCommon = from_node(&common_node)?;
+    let kind_node = node.get("kind").expect("deserialized `kind` exists");
+    let spec =
+        stage_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, StageCommon::FIELDS))?;
+    let spec =
+        spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
+    let mut errors = Vec::new();
+    let gates = read_gates(node.get("gates"), &mut errors);
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    Ok(Stage {
+        common,
+        spec,
+        gates,
+        span: node.span,
+    })
+}
+
+fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> {
+    Ok(Some(match kind {
+        "command" => StageSpec::Command(from_node(node)?),
+        "verify" => StageSpec::Verify(from_node(node)?),
+        _ => return Ok(None),
+    }))
+}
+
+fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
+    let Some(node) = node else { return Vec::new() };
+    if matches!(node.value, Value::Null) {
+        return Vec::new();
+    }
+    let Some(items) = node.as_seq() else {
+        errors.push(
+            Diagnostic::new("`gates` must be a list")
+                .at(node.span)
+                .found(node.describe()),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| read_gate(item).map_err(|d| errors.push(d)).ok())
+        .collect()
+}
+
+fn read_gate(node: &Node) -> Result<Gate, Diagnostic> {
+    let (common_node, spec_node) = split(node, GateCommon::FIELDS, "gate")?;
+    let common: GateCommon = from_node(&common_node)?;
+    let kind_node = node.get("kind").expect("deserialized `kind` exists");
+    let spec =
+        gate_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, GateCommon::FIELDS))?;
+    let spec =
+        spec.ok_or_else(|| unknown_kind("gate", &common.kind, kind_node, GateSpec::KINDS))?;
+    Ok(Gate {
+        common,
+        spec,
+        span: node.span,
+    })
+}
+
+fn gate_spec(kind: &str, node: &Node) -> Result<Option<GateSpec>, Diagnostic> {
+    Ok(Some(match kind {
+        "exit_code" => GateSpec::ExitCode(from_node(node)?),
+        "output" => GateSpec::Output(from_node(node)?),
+        "tcp" => GateSpec::Tcp(from_node(node)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Splits a mapping into the common keys and the kind's keys, each a mapping with the same span.
+fn split(node: &Node, common: &[&str], what: &str) -> Result<(Node, Node), Diagnostic> {
+    let Some(entries) = node.as_map() else {
+        return Err(Diagnostic::new(format!("each {what} must be a mapping"))
+            .at(node.span)
+            .expected(format!("a mapping with `name:` and `kind:`"))
+            .found(node.describe()));
+    };
+    let (mine, theirs): (Vec<_>, Vec<_>) = entries
+        .iter()
+        .cloned()
+        .partition(|(k, _)| k.as_str().is_some_and(|k| common.contains(&k)));
+    Ok((
+        Node {
+            value: Value::Map(mine),
+            span: node.span,
+        },
+        Node {
+            value: Value::Map(theirs),
+            span: node.span,
+        },
+    ))
+}
+
+fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic {
+    let quoted: Vec<String> = kinds.iter().map(|k| format!("`{k}`")).collect();
+    Diagnostic::new(format!("unknown {what} kind `{kind}`"))
+        .at(at.span)
+        .expected(format!("one of {}", quoted.join(", ")))
+        .suggest(kind, kinds.iter().copied())
+}
+
+/// An unknown key in a kind's part may be a misspelt common key: widen the suggestion.
+fn with_kind_help(mut d: Diagnostic, common: &[&str]) -> Diagnostic {
+    if d.help.is_none()
+        && let Some(key) = d
+            .message
+            .strip_prefix("unknown key `")
+            .and_then(|r| r.strip_suffix('`'))
+        && let Some(near) = nearest(key, common.iter().copied())
+    {
+        d.help = Some(format!("did you mean `{near}`?"));
+    }
+    d
+}
