@@ -1,3 +1,93 @@
-//! `cargo xtask`: deployment rehearsal driven by pipeline.yaml.
+//! `cargo xtask`: deployment rehearsal driven by pipeline.yaml. Parsing here, the work in `cmd/`.
+
+mod cmd;
 mod config;
-fn main() {}
+mod gates;
+mod git;
+mod plan;
+mod redact;
+mod report;
+mod run;
+mod stages;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cmd::PipelineArgs;
+
+/// Rehearse a deployment: build, bring up, migrate, check, measure, drill, report.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Print only errors and the final summary.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Print every line of stage output.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    /// Print the run record (or plan) as JSON on stdout; progress goes to stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline (exit 0 passed, 1 a gate failed, 2 invalid input, 130 interrupted).
+    Deploy(cmd::deploy::DeployArgs),
+    /// Show the resolved stages and gates with their targets; runs nothing.
+    Plan(cmd::plan::SelectArgs),
+    /// Check pipeline.yaml and exit 0 when it is valid.
+    Validate,
+    /// Re-render the reports of a stored run (default: the latest).
+    Report {
+        /// A run id, or a run directory.
+        run: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Regenerate pipeline.schema.json.
+    Schema {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                cmd::EXIT_INVALID
+            } else {
+                cmd::EXIT_PASSED
+            });
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match &cli.command {
+        Command::Deploy(args) => {
+            let out = cmd::deploy::Output {
+                json: cli.json,
+                quiet: cli.quiet,
+                verbose: cli.verbose,
+            };
+            runtime.block_on(cmd::deploy::run(&cli.pipeline, args, &out))
+        }
+        Command::Plan(select) => cmd::plan::run(&cli.pipeline, select, cli.json),
+        Command::Validate => cmd::validate::run(&cli.pipeline),
+        Command::Report { run, templates } => {
+            cmd::report::run(run.as_deref(), templates.as_deref())
+        }
+        Command::Schema { out } => cmd::schema::run(out.as_deref()),
+    }
+}

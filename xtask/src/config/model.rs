@@ -348,3 +348,35 @@ impl JsonSchema for Dur {
         })
     }
 }
+
+impl StageSpec {
+    /// What the stage acts on, resolved, for `plan` and reports.
+    pub fn target(&self) -> String {
+        match self {
+            StageSpec::Command(c) => std::iter::once(c.program.as_str())
+                .chain(c.args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            StageSpec::Verify(_) => "gates only".into(),
+        }
+    }
+}
+
+impl GateSpec {
+    /// What the gate checks, resolved, for `plan` and reports.
+    pub fn target(&self) -> String {
+        match self {
+            GateSpec::ExitCode(g) => format!("exit code = {}", g.equals),
+            GateSpec::Output(g) => {
+                let mut parts: Vec<String> = g
+                    .contains
+                    .iter()
+                    .map(|c| format!("contains {c:?}"))
+                    .collect();
+                parts.extend(g.not_contains.iter().map(|c| format!("lacks {c:?}")));
+                format!("{:?} {}", g.stream, parts.join(", ")).to_lowercase()
+            }
+            GateSpec::Tcp(g) => format!("tcp://{}", g.address),
+        }
+    }
+}

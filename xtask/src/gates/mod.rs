@@ -1,0 +1,113 @@
+//! Gates: checks with an expectation. Readiness gates retry with backoff until their deadline.
+
+mod exit_code;
+mod output;
+mod tcp;
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Gate, GateSpec};
+use crate::run::record::{GateRecord, Status};
+
+/// A readiness gate gives up after this long unless its `timeout` says otherwise.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One attempt's verdict.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub passed: bool,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl Check {
+    pub fn new(passed: bool, expected: impl Into<String>, actual: impl Into<String>) -> Check {
+        Check {
+            passed,
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
+}
+
+/// What a command stage produced, for the gates that judge it.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct GateCx<'a> {
+    pub command: Option<&'a CommandOutput>,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Runs a gate to its verdict: once for gates on finished work, repeatedly for readiness gates.
+pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
+    let started = Instant::now();
+    let deadline = started + gate.common.timeout.map_or(DEFAULT_DEADLINE, |d| d.0);
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    let (status, check) = loop {
+        attempts += 1;
+        let check = tokio::select! {
+            check = check_once(&gate.spec, cx) => check,
+            () = cx.cancel.cancelled() => break (Status::Interrupted, Check::new(false, gate.spec.target(), "interrupted")),
+        };
+        if check.passed {
+            break (Status::Passed, check);
+        }
+        if !retries(&gate.spec) || Instant::now() + backoff > deadline {
+            break (Status::Failed, check);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = cx.cancel.cancelled() => break (Status::Interrupted, check),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    };
+    GateRecord {
+        name: gate.name(),
+        kind: gate.kind().to_string(),
+        target: gate.spec.target(),
+        checklist: gate.common.checklist.clone(),
+        status,
+        expected: check.expected,
+        actual: check.actual,
+        attempts,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Gates on a finished command judge facts that will not change; readiness gates wait.
+fn retries(spec: &GateSpec) -> bool {
+    !matches!(spec, GateSpec::ExitCode(_) | GateSpec::Output(_))
+}
+
+async fn check_once(spec: &GateSpec, cx: &GateCx<'_>) -> Check {
+    match spec {
+        GateSpec::ExitCode(g) => exit_code::check(g, cx.command),
+        GateSpec::Output(g) => output::check(g, cx.command),
+        GateSpec::Tcp(g) => tcp::check(g).await,
+    }
+}
+
+/// A record for a gate that never ran because its stage stopped first.
+pub fn not_evaluated(gate: &Gate, status: Status, why: &str) -> GateRecord {
+    GateRecord {
+        name: gate.name(),
+        kind: gate.kind().to_string(),
+        target: gate.spec.target(),
+        checklist: gate.common.checklist.clone(),
+        status,
+        expected: gate.spec.target(),
+        actual: why.to_string(),
+        attempts: 0,
+        duration_ms: 0,
+    }
+}

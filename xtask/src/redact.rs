@@ -1,0 +1,54 @@
+//! Secret values registered at load time and scrubbed from every line the tool prints or writes.
+
+use std::borrow::Cow;
+use std::sync::RwLock;
+
+const MASK: &str = "***";
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remembers `value` as secret from now on. Very short values would mask ordinary text; they are
+/// still masked when they stand alone.
+pub fn register(value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == value) {
+        secrets.push(value.to_string());
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// `text` with every registered secret replaced by `***`.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        let masks = if secret.len() >= 4 {
+            out.contains(secret.as_str())
+        } else {
+            out == secret.as_str()
+        };
+        if masks {
+            out = Cow::Owned(out.replace(secret.as_str(), MASK));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_registered_values() {
+        register("hunter2-password");
+        assert_eq!(
+            redact("postgres://u:hunter2-password@db/x"),
+            "postgres://u:***@db/x"
+        );
+        assert_eq!(redact("nothing here"), "nothing here");
+    }
+}

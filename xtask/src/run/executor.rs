@@ -1,0 +1,218 @@
+//! Schedules stages: in order, in parallel where `needs` allow, stopping at the first failure,
+//! then the cleanup stages.
+
+use std::path::Path;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::progress::{Event, Progress};
+use super::record::{StageRecord, Status};
+use crate::config::{Pipeline, When};
+use crate::gates;
+use crate::plan::{Plan, Step};
+use crate::stages::{self, StageCx};
+
+pub struct Executor<'a> {
+    pub pipeline: &'a Pipeline,
+    pub plan: &'a Plan,
+    pub base_dir: &'a Path,
+    pub run_dir: &'a Path,
+    pub progress: &'a Progress,
+    /// Cancelled on the first Ctrl-C / SIGTERM.
+    pub interrupt: CancellationToken,
+    pub keep_going: bool,
+    pub dry_run: bool,
+    /// Called with the records so far after each stage, so a record exists even if the process dies.
+    pub on_update: &'a (dyn Fn(&[Option<StageRecord>]) + Sync),
+}
+
+enum Slot {
+    Waiting,
+    Running,
+    Done(StageRecord),
+}
+
+impl Executor<'_> {
+    pub async fn run(&self) -> Vec<StageRecord> {
+        let steps = &self.plan.steps;
+        let mut slots: Vec<Slot> = steps.iter().map(|_| Slot::Waiting).collect();
+        let mut running = FuturesUnordered::new();
+        let mut first_failure: Option<String> = None;
+        loop {
+            for step in steps.iter().filter(|s| !s.is_cleanup()) {
+                if !matches!(slots[step.index], Slot::Waiting) {
+                    continue;
+                }
+                match self.readiness(step, &slots, first_failure.as_deref()) {
+                    Ready::Wait => {}
+                    Ready::Skip(status, reason) => {
+                        slots[step.index] = Slot::Done(self.unrun(step, status, reason))
+                    }
+                    Ready::Go => {
+                        slots[step.index] = Slot::Running;
+                        running.push(self.run_step(step, self.interrupt.clone()));
+                    }
+                }
+            }
+            let Some(record) = running.next().await else {
+                break;
+            };
+            let index = steps
+                .iter()
+                .position(|s| s.name == record.name)
+                .expect("records come from steps");
+            if matches!(record.status, Status::Failed | Status::Interrupted)
+                && first_failure.is_none()
+            {
+                first_failure = Some(record.name.clone());
+            }
+            slots[index] = Slot::Done(record);
+            self.report(&slots);
+        }
+        self.run_cleanup(&mut slots, first_failure.is_some()).await;
+        slots
+            .into_iter()
+            .map(|s| match s {
+                Slot::Done(r) => r,
+                _ => unreachable!("every slot is done when the executor returns"),
+            })
+            .collect()
+    }
+
+    fn readiness(&self, step: &Step, slots: &[Slot], failure: Option<&str>) -> Ready {
+        if let Some(reason) = &step.skip_reason {
+            return Ready::Skip(Status::NotRun, reason.clone());
+        }
+        if self.dry_run {
+            return Ready::Skip(Status::NotRun, "dry run".into());
+        }
+        if self.interrupt.is_cancelled() {
+            return Ready::Skip(Status::Skipped, "the run was interrupted".into());
+        }
+        if let Some(failed) = failure
+            && !self.keep_going
+        {
+            return Ready::Skip(Status::Skipped, format!("stopped after `{failed}` failed"));
+        }
+        for &dep in &step.needs {
+            let dep_step = &self.plan.steps[dep];
+            match &slots[dep] {
+                // A dependency outside this run (`--only`, `--from`, environment) counts as done.
+                _ if !dep_step.runs() => {}
+                Slot::Done(r) if r.status == Status::Passed => {}
+                Slot::Done(r) => {
+                    return Ready::Skip(
+                        Status::Skipped,
+                        format!("needs `{}`, which {}", r.name, r.status.as_str()),
+                    );
+                }
+                _ => return Ready::Wait,
+            }
+        }
+        Ready::Go
+    }
+
+    async fn run_cleanup(&self, slots: &mut [Slot], failed: bool) {
+        let interrupted = self.interrupt.is_cancelled();
+        for step in self.plan.steps.iter().filter(|s| s.is_cleanup()) {
+            let record = if let Some(reason) = &step.skip_reason {
+                self.unrun(step, Status::NotRun, reason.clone())
+            } else if self.dry_run {
+                self.unrun(step, Status::NotRun, "dry run".into())
+            } else if step.when == When::OnFailure && !failed && !interrupted {
+                self.unrun(step, Status::NotRun, "runs only when the run fails".into())
+            } else {
+                // Cleanup must run even after an interrupt: it gets a token of its own.
+                self.run_step(step, CancellationToken::new()).await
+            };
+            slots[step.index] = Slot::Done(record);
+            self.report(slots);
+        }
+    }
+
+    async fn run_step(&self, step: &Step, cancel: CancellationToken) -> StageRecord {
+        let stage = &self.pipeline.stages[step.index];
+        self.progress.emit(Event::StageStarted {
+            stage: &step.name,
+            kind: &step.kind,
+        });
+        let started_at = jiff::Timestamp::now().to_string();
+        let clock = Instant::now();
+        let cx = StageCx {
+            base_dir: self.base_dir,
+            run_dir: self.run_dir,
+            cancel,
+            progress: self.progress,
+        };
+        let result = stages::run(stage, &cx).await;
+        let status = result.status();
+        let duration = clock.elapsed();
+        self.progress.emit(Event::StageFinished {
+            stage: &step.name,
+            status,
+            duration,
+            reason: result.reason.as_deref(),
+        });
+        StageRecord {
+            name: step.name.clone(),
+            kind: step.kind.clone(),
+            when: step.when,
+            target: step.target.clone(),
+            status,
+            reason: result.reason,
+            started_at: Some(started_at),
+            duration_ms: duration.as_millis() as u64,
+            gates: result.gates,
+            outputs: result.outputs,
+            log: result.log,
+        }
+    }
+
+    fn unrun(&self, step: &Step, status: Status, reason: String) -> StageRecord {
+        let stage = &self.pipeline.stages[step.index];
+        if status == Status::Skipped {
+            self.progress.emit(Event::StageFinished {
+                stage: &step.name,
+                status,
+                duration: Default::default(),
+                reason: Some(&reason),
+            });
+        }
+        StageRecord {
+            name: step.name.clone(),
+            kind: step.kind.clone(),
+            when: step.when,
+            target: step.target.clone(),
+            status,
+            gates: stage
+                .gates
+                .iter()
+                .map(|g| gates::not_evaluated(g, status, &reason))
+                .collect(),
+            reason: Some(reason),
+            started_at: None,
+            duration_ms: 0,
+            outputs: serde_json::Value::Null,
+            log: None,
+        }
+    }
+
+    fn report(&self, slots: &[Slot]) {
+        let records: Vec<Option<StageRecord>> = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Done(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        (self.on_update)(&records);
+    }
+}
+
+enum Ready {
+    Wait,
+    Go,
+    Skip(Status, String),
+}

@@ -1,0 +1,5 @@
+//! Running a plan: the executor, the progress display and the run record.
+
+pub mod executor;
+pub mod progress;
+pub mod record;
