@@ -18,14 +18,7 @@ pub fn inspect(dir: &std::path::Path) -> GitInfo {
         return GitInfo::default();
     };
     sh.change_dir(dir);
-    let read = |args: &[&str]| {
-        cmd!(sh, "git {args...}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .filter(|s| !s.is_empty())
-    };
+    let read = |args: &[&str]| cmd!(sh, "git {args...}").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty());
     GitInfo {
         sha: read(&["rev-parse", "HEAD"]),
         short_sha: read(&["rev-parse", "--short=8", "HEAD"]),

@@ -63,31 +63,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                cmd::EXIT_INVALID
-            } else {
-                cmd::EXIT_PASSED
-            });
+            return ExitCode::from(if e.use_stderr() { cmd::EXIT_INVALID } else { cmd::EXIT_PASSED });
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match &cli.command {
         Command::Deploy(args) => {
-            let out = cmd::deploy::Output {
-                json: cli.json,
-                quiet: cli.quiet,
-                verbose: cli.verbose,
-            };
+            let out = cmd::deploy::Output { json: cli.json, quiet: cli.quiet, verbose: cli.verbose };
             runtime.block_on(cmd::deploy::run(&cli.pipeline, args, &out))
         }
         Command::Plan(select) => cmd::plan::run(&cli.pipeline, select, cli.json),
         Command::Validate => cmd::validate::run(&cli.pipeline),
-        Command::Report { run, templates } => {
-            cmd::report::run(run.as_deref(), templates.as_deref())
-        }
+        Command::Report { run, templates } => cmd::report::run(run.as_deref(), templates.as_deref()),
         Command::Schema { out } => cmd::schema::run(out.as_deref()),
     }
 }

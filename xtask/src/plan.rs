@@ -17,6 +17,7 @@ pub struct Selector {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub environment: String,
+    pub environment_description: Option<String>,
     pub steps: Vec<Step>,
 }
 
@@ -29,6 +30,7 @@ pub struct Step {
     /// Indices of the steps this one waits for.
     pub needs: Vec<usize>,
     pub target: String,
+    pub description: Option<String>,
     /// `None` when the step runs; otherwise why it does not.
     pub skip_reason: Option<String>,
     pub gates: Vec<PlannedGate>,
@@ -37,6 +39,7 @@ pub struct Step {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedGate {
     pub name: String,
+    pub description: Option<String>,
     pub kind: String,
     pub target: String,
     pub checklist: Vec<String>,
@@ -56,26 +59,18 @@ impl Step {
 pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<String>> {
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name()).collect();
     let mut errors = Vec::new();
-    let mentioned = selector
-        .only
-        .iter()
-        .chain(&selector.skip)
-        .chain(&selector.from);
+    let mentioned = selector.only.iter().chain(&selector.skip).chain(&selector.from);
     for name in mentioned {
         if !names.contains(&name.as_str()) {
-            let hint = nearest(name, names.iter().copied())
-                .map(|n| format!("; did you mean `{n}`?"))
-                .unwrap_or_default();
+            let hint =
+                nearest(name, names.iter().copied()).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
             errors.push(format!("no stage is named `{name}`{hint}"));
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let from = selector
-        .from
-        .as_ref()
-        .and_then(|f| names.iter().position(|n| n == f));
+    let from = selector.from.as_ref().and_then(|f| names.iter().position(|n| n == f));
     let deps = dependencies(&pipeline.stages);
     let steps = pipeline
         .stages
@@ -83,18 +78,9 @@ pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<Strin
         .enumerate()
         .map(|(index, stage)| {
             let name = stage.name().to_string();
-            let in_env = stage
-                .common
-                .environments
-                .as_ref()
-                .is_none_or(|envs| envs.contains(&pipeline.env));
+            let in_env = stage.common.environments.as_ref().is_none_or(|envs| envs.contains(&pipeline.env));
             let skip_reason = if !in_env {
-                let envs = stage
-                    .common
-                    .environments
-                    .clone()
-                    .unwrap_or_default()
-                    .join(", ");
+                let envs = stage.common.environments.clone().unwrap_or_default().join(", ");
                 Some(format!("not run: only in environment {envs}"))
             } else if selector.skip.contains(&name) {
                 Some("skipped by --skip".into())
@@ -115,12 +101,14 @@ pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<Strin
                 when: stage.common.when,
                 needs: deps[index].clone(),
                 target: crate::redact::redact(&stage.spec.target()).into_owned(),
+                description: stage.common.description.clone(),
                 skip_reason,
                 gates: stage
                     .gates
                     .iter()
                     .map(|g| PlannedGate {
                         name: g.name(),
+                        description: g.common.description.clone(),
                         kind: g.kind().to_string(),
                         target: crate::redact::redact(&g.spec.target()).into_owned(),
                         checklist: g.common.checklist.clone(),
@@ -129,8 +117,6 @@ pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<Strin
             }
         })
         .collect();
-    Ok(Plan {
-        environment: pipeline.env.clone(),
-        steps,
-    })
+    let environment_description = pipeline.header.environments.get(&pipeline.env).and_then(|e| e.description.clone());
+    Ok(Plan { environment: pipeline.env.clone(), environment_description, steps })
 }

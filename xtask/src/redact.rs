@@ -26,11 +26,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let mut out = Cow::Borrowed(text);
     for secret in secrets.iter() {
-        let masks = if secret.len() >= 4 {
-            out.contains(secret.as_str())
-        } else {
-            out == secret.as_str()
-        };
+        let masks = if secret.len() >= 4 { out.contains(secret.as_str()) } else { out == secret.as_str() };
         if masks {
             out = Cow::Owned(out.replace(secret.as_str(), MASK));
         }
@@ -45,10 +41,7 @@ mod tests {
     #[test]
     fn masks_registered_values() {
         register("hunter2-password");
-        assert_eq!(
-            redact("postgres://u:hunter2-password@db/x"),
-            "postgres://u:***@db/x"
-        );
+        assert_eq!(redact("postgres://u:hunter2-password@db/x"), "postgres://u:***@db/x");
         assert_eq!(redact("nothing here"), "nothing here");
     }
 }

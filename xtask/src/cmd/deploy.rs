@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{SelectArgs, usage_errors};
 use super::{
-    EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, PipelineArgs, Secrets, builtins,
-    load, runs_dir,
+    EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, PipelineArgs, Secrets, builtins, load, runs_dir,
 };
 use crate::plan;
 use crate::run::executor::Executor;
@@ -66,12 +65,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
     let mut record = RunRecord {
         schema: record::RECORD_SCHEMA,
         id: run_id.clone(),
-        pipeline: loaded
-            .pipeline
-            .header
-            .name
-            .clone()
-            .unwrap_or_else(|| "pipeline".into()),
+        pipeline: loaded.pipeline.header.name.clone().unwrap_or_else(|| "pipeline".into()),
         pipeline_file: loaded.file.clone(),
         environment: plan.environment.clone(),
         status: Status::Running,
@@ -80,10 +74,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         finished_at: None,
         duration_ms: 0,
         git,
-        tool: Tool {
-            name: "xtask".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
+        tool: Tool { name: "xtask".into(), version: env!("CARGO_PKG_VERSION").into() },
         host: hostname(),
         options: Options {
             only: selector.only.clone(),
@@ -130,15 +121,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
     record.exit_code = i32::from(exit_code(record.status));
     record.finished_at = Some(jiff::Timestamp::now().to_string());
     record.duration_ms = clock.elapsed().as_millis() as u64;
-    finish(
-        &record,
-        &runs,
-        &run_dir,
-        deploy,
-        out,
-        &progress,
-        &loaded.pipeline,
-    )
+    finish(&record, &runs, &run_dir, deploy, out, &progress, &loaded.pipeline)
 }
 
 fn finish(
@@ -150,19 +133,12 @@ fn finish(
     progress: &Progress,
     pipeline: &crate::config::Pipeline,
 ) -> ExitCode {
-    if let Err(e) =
-        record::write(run_dir, record).and_then(|_| record::set_latest(runs, &record.id))
-    {
+    if let Err(e) = record::write(run_dir, record).and_then(|_| record::set_latest(runs, &record.id)) {
         eprintln!("error: cannot write the run record: {e:#}");
         return ExitCode::from(EXIT_INVALID);
     }
     let templates = deploy.templates.clone().or_else(|| {
-        pipeline
-            .header
-            .reports
-            .templates
-            .as_ref()
-            .map(|t| run_dir.ancestors().nth(4).unwrap_or(Path::new(".")).join(t))
+        pipeline.header.reports.templates.as_ref().map(|t| run_dir.ancestors().nth(4).unwrap_or(Path::new(".")).join(t))
     });
     match crate::report::render_all(record, run_dir, templates.as_deref()) {
         Ok(_) => {
@@ -171,11 +147,7 @@ fn finish(
         Err(e) => eprintln!("error: reports not rendered: {e:#}"),
     }
     if let Some(f) = &record.failure {
-        let gate = f
-            .gate
-            .as_deref()
-            .map(|g| format!(" / {g}"))
-            .unwrap_or_default();
+        let gate = f.gate.as_deref().map(|g| format!(" / {g}")).unwrap_or_default();
         progress.emit(Event::Note(&format!(
             "first failure: {}{gate}\n  expected: {}\n  actual:   {}",
             f.stage, f.expected, f.actual
@@ -210,26 +182,18 @@ fn first_failure(stages: &[StageRecord]) -> Option<Failure> {
         stage: stage.name.clone(),
         gate: gate.map(|g| g.name.clone()),
         expected: gate.map_or_else(|| "the stage to complete".into(), |g| g.expected.clone()),
-        actual: gate.map_or_else(
-            || stage.reason.clone().unwrap_or_else(|| "failed".into()),
-            |g| g.actual.clone(),
-        ),
+        actual: gate.map_or_else(|| stage.reason.clone().unwrap_or_else(|| "failed".into()), |g| g.actual.clone()),
     })
 }
 
 /// First SIGINT/SIGTERM: cancel and clean up. Second: leave at once, marking the record interrupted.
 fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             return;
         };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        eprintln!(
-            "interrupted: stopping the running stages and cleaning up (interrupt again to force exit)"
-        );
+        eprintln!("interrupted: stopping the running stages and cleaning up (interrupt again to force exit)");
         interrupt.cancel();
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("forced exit: cleanup did not finish");
@@ -244,15 +208,9 @@ fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
 
 /// Sortable and unique enough for one machine: UTC time plus the process id.
 fn new_run_id() -> String {
-    format!(
-        "{}-{}",
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    )
+    format!("{}-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"), std::process::id())
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }

@@ -45,11 +45,7 @@ pub struct Loaded {
 }
 
 /// Loads and checks the pipeline; on any problem prints located diagnostics and yields exit code 2.
-pub fn load(
-    args: &PipelineArgs,
-    secrets: Secrets,
-    builtins: BTreeMap<String, String>,
-) -> Result<Loaded, ExitCode> {
+pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, String>) -> Result<Loaded, ExitCode> {
     let file = match &args.file {
         Some(file) => file.clone(),
         None => find_pipeline().ok_or_else(|| {
@@ -61,20 +57,12 @@ pub fn load(
         eprintln!("error: {e}");
         ExitCode::from(EXIT_INVALID)
     })?;
-    let base_dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| ".".into());
+    let base_dir =
+        file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
     let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
     let mut builtins = builtins;
     builtins.insert("REPO_ROOT".into(), base_dir.display().to_string());
-    builtins.insert(
-        "ENVIRONMENT".into(),
-        args.env
-            .clone()
-            .unwrap_or_else(|| config::DEFAULT_ENV.into()),
-    );
+    builtins.insert("ENVIRONMENT".into(), args.env.clone().unwrap_or_else(|| config::DEFAULT_ENV.into()));
     let lookup_env = |name: &str| std::env::var(name).ok();
     let secret = |name: &str, spec: &SecretSpec| resolve_secret(name, spec, secrets);
     let options = LoadOptions {
@@ -86,19 +74,11 @@ pub fn load(
     };
     let result = config::read_source(&file).and_then(|source| config::load(&source, &options));
     match result {
-        Ok(pipeline) => Ok(Loaded {
-            pipeline,
-            file,
-            base_dir,
-        }),
+        Ok(pipeline) => Ok(Loaded { pipeline, file, base_dir }),
         Err(diagnostics) => {
             eprint!("{diagnostics}");
             let n = diagnostics.items.len();
-            eprintln!(
-                "\n{n} error{} in {}; nothing was run",
-                if n == 1 { "" } else { "s" },
-                file.display()
-            );
+            eprintln!("\n{n} error{} in {}; nothing was run", if n == 1 { "" } else { "s" }, file.display());
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
@@ -106,9 +86,7 @@ pub fn load(
 
 fn find_pipeline() -> Option<PathBuf> {
     let here = std::env::current_dir().ok()?;
-    here.ancestors()
-        .map(|dir| dir.join("pipeline.yaml"))
-        .find(|p| p.is_file())
+    here.ancestors().map(|dir| dir.join("pipeline.yaml")).find(|p| p.is_file())
 }
 
 fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -131,9 +109,7 @@ fn resolve_secret(name: &str, spec: &SecretSpec, mode: Secrets) -> Result<String
     } else if spec.generate || mode == Secrets::Placeholder {
         random_token()
     } else {
-        return Err(format!(
-            "set the environment variable {name} or {name}_FILE"
-        ));
+        return Err(format!("set the environment variable {name} or {name}_FILE"));
     };
     crate::redact::register(&value);
     Ok(value)
@@ -152,14 +128,8 @@ fn random_token() -> String {
 pub fn builtins(run_id: &str, git: &crate::git::GitInfo) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("RUN_ID".to_string(), run_id.to_string()),
-        (
-            "GIT_SHA".to_string(),
-            git.short_sha.clone().unwrap_or_else(|| "unknown".into()),
-        ),
-        (
-            "GIT_DESCRIBE".to_string(),
-            git.describe.clone().unwrap_or_else(|| "unknown".into()),
-        ),
+        ("GIT_SHA".to_string(), git.short_sha.clone().unwrap_or_else(|| "unknown".into())),
+        ("GIT_DESCRIBE".to_string(), git.describe.clone().unwrap_or_else(|| "unknown".into())),
     ])
 }
 
@@ -169,11 +139,5 @@ pub fn runs_dir(base_dir: &Path) -> PathBuf {
 }
 
 pub fn split_list(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }

@@ -20,11 +20,7 @@ pub struct SelectArgs {
 
 impl SelectArgs {
     pub fn selector(&self) -> Selector {
-        Selector {
-            only: split_list(&self.only),
-            from: self.from.clone(),
-            skip: split_list(&self.skip),
-        }
+        Selector { only: split_list(&self.only), from: self.from.clone(), skip: split_list(&self.skip) }
     }
 }
 
@@ -39,10 +35,7 @@ pub fn run(args: &PipelineArgs, select: &SelectArgs, json: bool) -> ExitCode {
         Err(errors) => return usage_errors(&errors),
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).expect("plans serialize")
-        );
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialize"));
     } else {
         print!("{}", render(&plan));
     }
@@ -58,48 +51,29 @@ pub fn usage_errors(errors: &[String]) -> ExitCode {
 
 /// The plan as text: one block per stage, its gates indented below it.
 pub fn render(plan: &plan::Plan) -> String {
-    let mut out = format!("environment: {}\n", plan.environment);
+    let about = plan.environment_description.as_deref().map(|d| format!(" — {}", d.trim())).unwrap_or_default();
+    let mut out = format!("environment: {}{about}\n", plan.environment);
     for step in &plan.steps {
-        let needs: Vec<&str> = step
-            .needs
-            .iter()
-            .map(|&i| plan.steps[i].name.as_str())
-            .collect();
+        let needs: Vec<&str> = step.needs.iter().map(|&i| plan.steps[i].name.as_str()).collect();
         let when = match step.when {
             crate::config::When::OnSuccess => String::new(),
-            other => format!(
-                " [cleanup: {}]",
-                serde_json::to_value(other)
-                    .expect("enums serialize")
-                    .as_str()
-                    .unwrap_or("")
-            ),
+            other => {
+                format!(" [cleanup: {}]", serde_json::to_value(other).expect("enums serialize").as_str().unwrap_or(""))
+            }
         };
-        let status = step
-            .skip_reason
-            .as_deref()
-            .map(|r| format!(" — {r}"))
-            .unwrap_or_default();
-        out += &format!(
-            "{:>3}. {} ({}){when}{status}\n",
-            step.index + 1,
-            step.name,
-            step.kind
-        );
+        let status = step.skip_reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
+        out += &format!("{:>3}. {} ({}){when}{status}\n", step.index + 1, step.name, step.kind);
         if !needs.is_empty() {
             out += &format!("       needs: {}\n", needs.join(", "));
         }
+        if let Some(description) = &step.description {
+            out += &format!("       {}\n", description.trim());
+        }
         out += &format!("       runs: {}\n", step.target);
         for gate in &step.gates {
-            let checklist = if gate.checklist.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", gate.checklist.join(", "))
-            };
-            out += &format!(
-                "       gate {} ({}): {}{checklist}\n",
-                gate.name, gate.kind, gate.target
-            );
+            let checklist =
+                if gate.checklist.is_empty() { String::new() } else { format!(" [{}]", gate.checklist.join(", ")) };
+            out += &format!("       gate {} ({}): {}{checklist}\n", gate.name, gate.kind, gate.target);
         }
     }
     out

@@ -18,8 +18,7 @@ pub fn run(which: Option<&str>, templates: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let result = record::read(&dir.join("run.json"))
-        .and_then(|r| crate::report::render_all(&r, &dir, templates));
+    let result = record::read(&dir.join("run.json")).and_then(|r| crate::report::render_all(&r, &dir, templates));
     match result {
         Ok(paths) => {
             for p in paths {
@@ -42,7 +41,5 @@ fn locate(which: Option<&str>) -> Option<PathBuf> {
         return Some(as_path);
     }
     let here = std::env::current_dir().ok()?;
-    here.ancestors()
-        .map(|d| runs_dir(d).join(which))
-        .find(|d| d.join("run.json").is_file())
+    here.ancestors().map(|d| runs_dir(d).join(which)).find(|d| d.join("run.json").is_file())
 }

@@ -9,11 +9,7 @@ use super::tree::Node;
 /// Which stages each stage waits for: its `needs`, or else the normal stage before it.
 /// Cleanup stages (`when: on_failure | always`) are scheduled after all others and are left out.
 pub fn dependencies(stages: &[Stage]) -> Vec<Vec<usize>> {
-    let index: HashMap<&str, usize> = stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name(), i))
-        .collect();
+    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name(), i)).collect();
     let mut previous = None;
     stages
         .iter()
@@ -23,10 +19,7 @@ pub fn dependencies(stages: &[Stage]) -> Vec<Vec<usize>> {
                 return Vec::new();
             }
             let deps = match &stage.common.needs {
-                Some(needs) => needs
-                    .iter()
-                    .filter_map(|n| index.get(n.as_str()).copied())
-                    .collect(),
+                Some(needs) => needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect(),
                 None => previous.into_iter().collect(),
             };
             previous = Some(i);
@@ -37,17 +30,8 @@ pub fn dependencies(stages: &[Stage]) -> Vec<Vec<usize>> {
 
 /// Every cross-reference problem in the file. `stages_node` is the `stages:` list the stages came from.
 pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> Vec<Diagnostic> {
-    let nodes: Vec<&Node> = stages_node
-        .and_then(Node::as_seq)
-        .map(|s| s.iter().collect())
-        .unwrap_or_default();
-    let at = |i: usize, key: &str| {
-        nodes
-            .get(i)
-            .and_then(|n| n.get(key))
-            .map(|n| n.span)
-            .unwrap_or(stages[i].span)
-    };
+    let nodes: Vec<&Node> = stages_node.and_then(Node::as_seq).map(|s| s.iter().collect()).unwrap_or_default();
+    let at = |i: usize, key: &str| nodes.get(i).and_then(|n| n.get(key)).map(|n| n.span).unwrap_or(stages[i].span);
     let mut errors = Vec::new();
     let mut first_seen: HashMap<&str, usize> = HashMap::new();
     for (i, stage) in stages.iter().enumerate() {
@@ -56,9 +40,7 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
                 Diagnostic::new(format!("duplicate stage name `{}`", stage.name()))
                     .at(at(i, "name"))
                     .note(format!("first used at line {}", at(first, "name").line))
-                    .help(
-                        "stage names must be unique: `needs`, `--only` and reports refer to them",
-                    ),
+                    .help("stage names must be unique: `needs`, `--only` and reports refer to them"),
             );
         } else {
             first_seen.insert(stage.name(), i);
@@ -67,11 +49,7 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
     let names: Vec<&str> = stages.iter().map(Stage::name).collect();
     for (i, stage) in stages.iter().enumerate() {
         for (j, need) in stage.common.needs.iter().flatten().enumerate() {
-            let span = nodes[i]
-                .get("needs")
-                .and_then(Node::as_seq)
-                .and_then(|s| s.get(j))
-                .map(|n| n.span);
+            let span = nodes[i].get("needs").and_then(Node::as_seq).and_then(|s| s.get(j)).map(|n| n.span);
             let span = span.unwrap_or(stage.span);
             if need == stage.name() {
                 errors.push(Diagnostic::new(format!("stage `{need}` needs itself")).at(span));
@@ -102,31 +80,17 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
     errors
 }
 
-fn check_environments(
-    header: &Header,
-    stage: &Stage,
-    nodes: &[&Node],
-    i: usize,
-    errors: &mut Vec<Diagnostic>,
-) {
+fn check_environments(header: &Header, stage: &Stage, nodes: &[&Node], i: usize, errors: &mut Vec<Diagnostic>) {
     let known: Vec<&str> = known_environments(&header.environments);
     for (j, env) in stage.common.environments.iter().flatten().enumerate() {
         if !known.contains(&env.as_str()) {
-            let span = nodes[i]
-                .get("environments")
-                .and_then(Node::as_seq)
-                .and_then(|s| s.get(j))
-                .map(|n| n.span);
+            let span = nodes[i].get("environments").and_then(Node::as_seq).and_then(|s| s.get(j)).map(|n| n.span);
             errors.push(
                 Diagnostic::new(format!("unknown environment `{env}`"))
                     .at(span.unwrap_or(stage.span))
                     .expected(format!(
                         "one of {}",
-                        known
-                            .iter()
-                            .map(|e| format!("`{e}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        known.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
                     ))
                     .suggest(env, known.iter().copied()),
             );
@@ -143,46 +107,28 @@ pub fn known_environments<T>(declared: &BTreeMap<String, T>) -> Vec<&str> {
 }
 
 fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut Vec<Diagnostic>) {
-    let gate_nodes: Vec<&Node> = node
-        .and_then(|n| n.get("gates"))
-        .and_then(Node::as_seq)
-        .map(|s| s.iter().collect())
-        .unwrap_or_default();
+    let gate_nodes: Vec<&Node> =
+        node.and_then(|n| n.get("gates")).and_then(Node::as_seq).map(|s| s.iter().collect()).unwrap_or_default();
     let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
     let mut seen: Vec<String> = Vec::new();
     for (g, gate) in stage.gates.iter().enumerate() {
         let gate_node = gate_nodes.get(g).copied();
-        let span_of = |key: &str| {
-            gate_node
-                .and_then(|n| n.get(key))
-                .map(|n| n.span)
-                .unwrap_or(gate.span)
-        };
+        let span_of = |key: &str| gate_node.and_then(|n| n.get(key)).map(|n| n.span).unwrap_or(gate.span);
         let name = gate.name();
         if seen.contains(&name) {
             errors.push(
-                Diagnostic::new(format!(
-                    "two gates in stage `{}` are named `{name}`",
-                    stage.name()
-                ))
-                .at(span_of("name"))
-                .help("give each gate a `name:` so the report can tell them apart"),
+                Diagnostic::new(format!("two gates in stage `{}` are named `{name}`", stage.name()))
+                    .at(span_of("name"))
+                    .help("give each gate a `name:` so the report can tell them apart"),
             );
         }
         seen.push(name);
         let command_only = matches!(gate.spec, GateSpec::ExitCode(_) | GateSpec::Output(_));
         if command_only && !matches!(stage.spec, StageSpec::Command(_)) {
             errors.push(
-                Diagnostic::new(format!(
-                    "a `{}` gate only works in a `command` stage",
-                    gate.kind()
-                ))
-                .at(span_of("kind"))
-                .found(format!(
-                    "stage `{}` of kind `{}`",
-                    stage.name(),
-                    stage.common.kind
-                )),
+                Diagnostic::new(format!("a `{}` gate only works in a `command` stage", gate.kind()))
+                    .at(span_of("kind"))
+                    .found(format!("stage `{}` of kind `{}`", stage.name(), stage.common.kind)),
             );
         }
         if let GateSpec::Output(o) = &gate.spec
@@ -218,8 +164,7 @@ fn check_signoffs(header: &Header, errors: &mut Vec<Diagnostic>) {
 }
 
 fn unknown_item(id: &str, ids: &[&str]) -> Diagnostic {
-    let d = Diagnostic::new(format!("unknown checklist item `{id}`"))
-        .expected("an `id` from `checklist:`");
+    let d = Diagnostic::new(format!("unknown checklist item `{id}`")).expected("an `id` from `checklist:`");
     match nearest(id, ids.iter().copied()) {
         Some(near) => d.help(format!("did you mean `{near}`?")),
         None => d,
@@ -251,13 +196,9 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
                         stack.push((next, 0));
                     }
                     Mark::Open => {
-                        let start = stack
-                            .iter()
-                            .position(|&(n, _)| n == next)
-                            .expect("open nodes are on the stack");
+                        let start = stack.iter().position(|&(n, _)| n == next).expect("open nodes are on the stack");
                         // The path of "needs" edges, closed by returning to where it began.
-                        let mut cycle: Vec<usize> =
-                            stack[start..].iter().map(|&(n, _)| n).collect();
+                        let mut cycle: Vec<usize> = stack[start..].iter().map(|&(n, _)| n).collect();
                         cycle.push(next);
                         return Some(cycle);
                     }

@@ -24,13 +24,7 @@ pub struct Error {
 
 impl Error {
     fn new(message: String) -> Error {
-        Error {
-            span: None,
-            message,
-            expected: None,
-            found: None,
-            help: None,
-        }
+        Error { span: None, message, expected: None, found: None, help: None }
     }
 
     fn located(mut self, span: Span) -> Error {
@@ -125,10 +119,7 @@ impl<'a> NodeDe<'a> {
 
     fn parse<T: std::str::FromStr>(&self, expected: &str) -> Result<T, Error> {
         let text = self.scalar(expected)?;
-        text.trim()
-            .replace('_', "")
-            .parse()
-            .map_err(|_| self.wrong_type(expected))
+        text.trim().replace('_', "").parse().map_err(|_| self.wrong_type(expected))
     }
 }
 
@@ -136,9 +127,7 @@ macro_rules! number {
     ($method:ident, $visit:ident, $ty:ty, $what:literal) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             let n: $ty = self.parse($what)?;
-            visitor
-                .$visit::<Error>(n)
-                .map_err(|e| e.located(self.0.span))
+            visitor.$visit::<Error>(n).map_err(|e| e.located(self.0.span))
         }
     };
 }
@@ -162,13 +151,8 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 }
             }
             Value::Scalar { text, plain: false } => visitor.visit_str(text),
-            Value::Seq(items) => visitor.visit_seq(SeqAccess {
-                items: items.iter(),
-            }),
-            Value::Map(entries) => visitor.visit_map(MapAccess {
-                entries: entries.iter(),
-                value: None,
-            }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter() }),
+            Value::Map(entries) => visitor.visit_map(MapAccess { entries: entries.iter(), value: None }),
         };
         result.map_err(|e| e.located(span))
     }
@@ -187,12 +171,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     number!(deserialize_i32, visit_i32, i32, "an integer");
     number!(deserialize_i64, visit_i64, i64, "an integer");
     number!(deserialize_u8, visit_u8, u8, "a non-negative integer");
-    number!(
-        deserialize_u16,
-        visit_u16,
-        u16,
-        "a non-negative integer (0 to 65535)"
-    );
+    number!(deserialize_u16, visit_u16, u16, "a non-negative integer (0 to 65535)");
     number!(deserialize_u32, visit_u32, u32, "a non-negative integer");
     number!(deserialize_u64, visit_u64, u64, "a non-negative integer");
     number!(deserialize_f32, visit_f32, f32, "a number");
@@ -204,9 +183,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let text = self.scalar("text")?;
-        visitor
-            .visit_str::<Error>(text)
-            .map_err(|e| e.located(self.0.span))
+        visitor.visit_str::<Error>(text).map_err(|e| e.located(self.0.span))
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -235,29 +212,19 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_newtype_struct(self)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.value {
-            Value::Seq(items) => visitor
-                .visit_seq(SeqAccess {
-                    items: items.iter(),
-                })
-                .map_err(|e| e.located(self.0.span)),
+            Value::Seq(items) => {
+                visitor.visit_seq(SeqAccess { items: items.iter() }).map_err(|e| e.located(self.0.span))
+            }
             _ => Err(self.wrong_type("a list")),
         }
     }
@@ -278,16 +245,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match &self.0.value {
             Value::Map(entries) => visitor
-                .visit_map(MapAccess {
-                    entries: entries.iter(),
-                    value: None,
-                })
+                .visit_map(MapAccess { entries: entries.iter(), value: None })
                 .map_err(|e| e.located(self.0.span)),
             // `key:` with nothing after it reads as an empty mapping.
-            Value::Null => visitor.visit_map(MapAccess {
-                entries: [].iter(),
-                value: None,
-            }),
+            Value::Null => visitor.visit_map(MapAccess { entries: [].iter(), value: None }),
             _ => Err(self.wrong_type("a mapping")),
         }
     }
@@ -310,16 +271,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let span = self.0.span;
         match &self.0.value {
             Value::Scalar { text, .. } => visitor
-                .visit_enum(de::IntoDeserializer::<Error>::into_deserializer(
-                    text.as_str(),
-                ))
+                .visit_enum(de::IntoDeserializer::<Error>::into_deserializer(text.as_str()))
                 .map_err(|e: Error| e.located(span)),
-            Value::Map(entries) if entries.len() == 1 => visitor
-                .visit_enum(EnumAccess {
-                    key: &entries[0].0,
-                    value: &entries[0].1,
-                })
-                .map_err(|e| e.located(span)),
+            Value::Map(entries) if entries.len() == 1 => {
+                visitor.visit_enum(EnumAccess { key: &entries[0].0, value: &entries[0].1 }).map_err(|e| e.located(span))
+            }
             _ => Err(self.wrong_type("a name, or a mapping with a single key")),
         }
     }
@@ -340,15 +296,9 @@ struct SeqAccess<'a> {
 impl<'de> de::SeqAccess<'de> for SeqAccess<'_> {
     type Error = Error;
 
-    fn next_element_seed<T: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: de::DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         match self.items.next() {
-            Some(node) => seed
-                .deserialize(NodeDe(node))
-                .map(Some)
-                .map_err(|e| e.located(node.span)),
+            Some(node) => seed.deserialize(NodeDe(node)).map(Some).map_err(|e| e.located(node.span)),
             None => Ok(None),
         }
     }
@@ -362,28 +312,19 @@ struct MapAccess<'a> {
 impl<'de> de::MapAccess<'de> for MapAccess<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(NodeDe(key))
-                    .map(Some)
-                    .map_err(|e| e.located(key.span))
+                seed.deserialize(NodeDe(key)).map(Some).map_err(|e| e.located(key.span))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let node = self
-            .value
-            .take()
-            .expect("serde asks for a value after its key");
-        seed.deserialize(NodeDe(node))
-            .map_err(|e| e.located(node.span))
+        let node = self.value.take().expect("serde asks for a value after its key");
+        seed.deserialize(NodeDe(node)).map_err(|e| e.located(node.span))
     }
 }
 
@@ -396,13 +337,8 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAccess<'a> {
     type Error = Error;
     type Variant = NodeDe<'a>;
 
-    fn variant_seed<V: de::DeserializeSeed<'de>>(
-        self,
-        seed: V,
-    ) -> Result<(V::Value, NodeDe<'a>), Error> {
-        let variant = seed
-            .deserialize(NodeDe(self.key))
-            .map_err(|e| e.located(self.key.span))?;
+    fn variant_seed<V: de::DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), Error> {
+        let variant = seed.deserialize(NodeDe(self.key)).map_err(|e| e.located(self.key.span))?;
         Ok((variant, NodeDe(self.value)))
     }
 }
@@ -422,11 +358,7 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'_> {
         de::Deserializer::deserialize_seq(self, visitor)
     }
 
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(self, _: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_map(self, visitor)
     }
 }

@@ -18,14 +18,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            span: None,
-            message: message.into(),
-            expected: None,
-            found: None,
-            help: None,
-            notes: Vec::new(),
-        }
+        Diagnostic { span: None, message: message.into(), expected: None, found: None, help: None, notes: Vec::new() }
     }
 
     pub fn at(mut self, span: Span) -> Diagnostic {
@@ -54,11 +47,7 @@ impl Diagnostic {
     }
 
     /// Adds "did you mean `x`?" when one of `candidates` is close to `found`.
-    pub fn suggest<'a>(
-        self,
-        found: &str,
-        candidates: impl IntoIterator<Item = &'a str>,
-    ) -> Diagnostic {
+    pub fn suggest<'a>(self, found: &str, candidates: impl IntoIterator<Item = &'a str>) -> Diagnostic {
         match nearest(found, candidates) {
             Some(best) => self.help(format!("did you mean `{best}`?")),
             None => self,
@@ -76,9 +65,7 @@ pub fn nearest<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
-        .filter(|(distance, c)| {
-            *distance <= (c.chars().count().max(found.chars().count()) / 3).max(1)
-        })
+        .filter(|(distance, c)| *distance <= (c.chars().count().max(found.chars().count()) / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
 }
@@ -92,11 +79,7 @@ impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.diag;
         match d.span {
-            Some(span) => writeln!(
-                f,
-                "{}:{}:{}: error: {}",
-                self.source.name, span.line, span.col, d.message
-            )?,
+            Some(span) => writeln!(f, "{}:{}:{}: error: {}", self.source.name, span.line, span.col, d.message)?,
             None => writeln!(f, "{}: error: {}", self.source.name, d.message)?,
         }
         if let Some(span) = d.span
@@ -106,16 +89,8 @@ impl fmt::Display for Rendered<'_> {
             let line = line.replace('\t', " ");
             writeln!(f, "{:gutter$} |", "")?;
             writeln!(f, "{} | {}", span.line, printable(&line))?;
-            let width = span
-                .len
-                .min(line.chars().count().saturating_sub(span.col - 1).max(1));
-            writeln!(
-                f,
-                "{:gutter$} | {}{}",
-                "",
-                " ".repeat(span.col - 1),
-                "^".repeat(width)
-            )?;
+            let width = span.len.min(line.chars().count().saturating_sub(span.col - 1).max(1));
+            writeln!(f, "{:gutter$} | {}{}", "", " ".repeat(span.col - 1), "^".repeat(width))?;
         }
         if let Some(expected) = &d.expected {
             writeln!(f, "  expected: {expected}")?;
@@ -135,15 +110,7 @@ impl fmt::Display for Rendered<'_> {
 
 /// Control characters would garble the terminal; show them escaped.
 fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| {
-            if c.is_control() {
-                char::REPLACEMENT_CHARACTER
-            } else {
-                c
-            }
-        })
-        .collect()
+    line.chars().map(|c| if c.is_control() { char::REPLACEMENT_CHARACTER } else { c }).collect()
 }
 
 /// All problems of one load, rendered together.

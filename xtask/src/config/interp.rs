@@ -29,9 +29,7 @@ pub fn interpolate(node: &mut Node, scope: &Scope, errors: &mut Vec<Diagnostic>)
             }
         }
         Value::Seq(items) => items.iter_mut().for_each(|n| interpolate(n, scope, errors)),
-        Value::Map(entries) => entries
-            .iter_mut()
-            .for_each(|(_, v)| interpolate(v, scope, errors)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| interpolate(v, scope, errors)),
         Value::Null => {}
     }
 }
@@ -86,15 +84,9 @@ fn resolve(body: &str, scope: &Scope) -> Result<String, Diagnostic> {
         Some((name, default)) => (name, Some(default)),
         None => (body, None),
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    {
-        return Err(
-            Diagnostic::new(format!("`${{{body}}}` is not a valid reference"))
-                .expected("`${NAME}`, `${NAME:-default}` or `${secret:NAME}`"),
-        );
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(Diagnostic::new(format!("`${{{body}}}` is not a valid reference"))
+            .expected("`${NAME}`, `${NAME:-default}` or `${secret:NAME}`"));
     }
     if let Some(value) = scope.vars.get(name).cloned().or_else(|| (scope.env)(name)) {
         return Ok(value);
@@ -121,38 +113,18 @@ mod tests {
         let vars = BTreeMap::from([("PORT".to_string(), "8080".to_string())]);
         let env = |name: &str| (name == "HOME_DIR").then(|| "/home/x".to_string());
         let secret = |name: &str| {
-            if name == "TOKEN" {
-                Ok("s3cret".to_string())
-            } else {
-                Err("not set".to_string())
-            }
+            if name == "TOKEN" { Ok("s3cret".to_string()) } else { Err("not set".to_string()) }
         };
-        expand(
-            text,
-            &Scope {
-                vars: &vars,
-                env: &env,
-                secret: &secret,
-            },
-        )
+        expand(text, &Scope { vars: &vars, env: &env, secret: &secret })
     }
 
     #[test]
     fn expands_variables_environment_defaults_and_secrets() {
-        assert_eq!(
-            scope_test("http://127.0.0.1:${PORT}/").unwrap(),
-            "http://127.0.0.1:8080/"
-        );
+        assert_eq!(scope_test("http://127.0.0.1:${PORT}/").unwrap(), "http://127.0.0.1:8080/");
         assert_eq!(scope_test("${HOME_DIR}/x").unwrap(), "/home/x/x");
         assert_eq!(scope_test("${MISSING:-fallback}").unwrap(), "fallback");
-        assert_eq!(
-            scope_test("Bearer ${secret:TOKEN}").unwrap(),
-            "Bearer s3cret"
-        );
-        assert_eq!(
-            scope_test("cost $5 and $${literal}").unwrap(),
-            "cost $5 and ${literal}"
-        );
+        assert_eq!(scope_test("Bearer ${secret:TOKEN}").unwrap(), "Bearer s3cret");
+        assert_eq!(scope_test("cost $5 and $${literal}").unwrap(), "cost $5 and ${literal}");
     }
 
     #[test]
@@ -164,12 +136,6 @@ mod tests {
 
     #[test]
     fn unclosed_reference_is_an_error() {
-        assert!(
-            scope_test("${PORT")
-                .unwrap_err()
-                .2
-                .message
-                .contains("unclosed")
-        );
+        assert!(scope_test("${PORT").unwrap_err().2.message.contains("unclosed"));
     }
 }

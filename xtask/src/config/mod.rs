@@ -35,17 +35,10 @@ pub struct LoadOptions<'a> {
 }
 
 pub fn read_source(path: &Path) -> Result<Source, Diagnostics> {
-    let fail = |message: String| Diagnostics {
-        source: Source::new(path, ""),
-        items: vec![Diagnostic::new(message)],
-    };
-    let bytes =
-        std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let fail = |message: String| Diagnostics { source: Source::new(path, ""), items: vec![Diagnostic::new(message)] };
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
     if bytes.len() > MAX_BYTES {
-        return Err(fail(format!(
-            "file is {} bytes; a pipeline file may be at most {MAX_BYTES}",
-            bytes.len()
-        )));
+        return Err(fail(format!("file is {} bytes; a pipeline file may be at most {MAX_BYTES}", bytes.len())));
     }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Source::new(path, text)),
@@ -53,11 +46,7 @@ pub fn read_source(path: &Path) -> Result<Source, Diagnostics> {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let line = text[..at.min(text.len())].matches('\n').count() + 1;
-            let col = text[..at.min(text.len())]
-                .rsplit('\n')
-                .next()
-                .map_or(0, |l| l.chars().count())
-                + 1;
+            let col = text[..at.min(text.len())].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             Err(Diagnostics {
                 source: Source::new(path, text),
                 items: vec![
@@ -71,10 +60,7 @@ pub fn read_source(path: &Path) -> Result<Source, Diagnostics> {
 }
 
 pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnostics> {
-    let fail = |items: Vec<Diagnostic>| Diagnostics {
-        source: source.clone(),
-        items,
-    };
+    let fail = |items: Vec<Diagnostic>| Diagnostics { source: source.clone(), items };
     let mut root = tree::parse(&source.text).map_err(|d| fail(vec![d]))?;
     check_root(&root).map_err(|d| fail(vec![d]))?;
     let errors = interpolate_variables(&mut root, options);
@@ -90,17 +76,11 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnost
         Some(spec) => (options.secret)(name, spec),
         None => {
             let declared: Vec<&str> = header_raw.secrets.keys().map(String::as_str).collect();
-            let near = diag::nearest(name, declared)
-                .map(|n| format!(" (did you mean `{n}`?)"))
-                .unwrap_or_default();
+            let near = diag::nearest(name, declared).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
             Err(format!("declare it under `secrets:` first{near}"))
         }
     };
-    let scope = interp::Scope {
-        vars: &vars,
-        env: options.lookup_env,
-        secret: &secret,
-    };
+    let scope = interp::Scope { vars: &vars, env: options.lookup_env, secret: &secret };
     if let Value::Map(entries) = &mut root.value {
         for (key, value) in entries.iter_mut() {
             // Variables were resolved above; environments hold only overrides of them.
@@ -121,11 +101,7 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnost
     if !errors.is_empty() {
         return Err(fail(errors));
     }
-    Ok(Pipeline {
-        header,
-        stages,
-        env,
-    })
+    Ok(Pipeline { header, stages, env })
 }
 
 /// The root must be a mapping with a known `version`, checked first: a wrong version explains everything else.
@@ -134,16 +110,10 @@ fn check_root(root: &Node) -> Result<(), Diagnostic> {
         let d = Diagnostic::new("a pipeline file must be a mapping at the top level")
             .expected("`version: 1` followed by `stages:`")
             .found(root.describe());
-        return Err(if matches!(root.value, Value::Null) {
-            d
-        } else {
-            d.at(root.span)
-        });
+        return Err(if matches!(root.value, Value::Null) { d } else { d.at(root.span) });
     }
     let Some(version) = root.get("version") else {
-        return Err(Diagnostic::new("missing key `version`")
-            .at(root.span)
-            .help("start the file with `version: 1`"));
+        return Err(Diagnostic::new("missing key `version`").at(root.span).help("start the file with `version: 1`"));
     };
     match version.as_str().map(str::trim) {
         Some("1") => Ok(()),
@@ -161,14 +131,7 @@ fn resolve_env(header: &Header, root: &Node, options: &LoadOptions) -> Result<St
         return Ok(env.to_string());
     }
     let d = Diagnostic::new(format!("unknown environment `{env}` (from --env)"))
-        .expected(format!(
-            "one of {}",
-            known
-                .iter()
-                .map(|e| format!("`{e}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        .expected(format!("one of {}", known.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")))
         .suggest(env, known.iter().copied());
     Err(match root.key("environments") {
         Some(key) => d.at(key.span),
@@ -179,27 +142,15 @@ fn resolve_env(header: &Header, root: &Node, options: &LoadOptions) -> Result<St
 /// Variable values may refer to the process environment and built-ins (`${HOME}`), not to each other.
 /// Only the chosen environment's overrides are resolved: another environment's unset variables are its own business.
 fn interpolate_variables(root: &mut Node, options: &LoadOptions) -> Vec<Diagnostic> {
-    let no_secret = |_: &str| {
-        Err(
-            "secrets cannot be used in `variables:`; use them where the value is needed"
-                .to_string(),
-        )
-    };
-    let scope = interp::Scope {
-        vars: options.builtins,
-        env: options.lookup_env,
-        secret: &no_secret,
-    };
+    let no_secret =
+        |_: &str| Err("secrets cannot be used in `variables:`; use them where the value is needed".to_string());
+    let scope = interp::Scope { vars: options.builtins, env: options.lookup_env, secret: &no_secret };
     let mut errors = Vec::new();
     if let Some(vars) = root.get_mut("variables") {
         interp::interpolate(vars, &scope, &mut errors);
     }
     let env = options.env.unwrap_or(model::DEFAULT_ENV);
-    if let Some(vars) = root
-        .get_mut("environments")
-        .and_then(|e| e.get_mut(env))
-        .and_then(|e| e.get_mut("variables"))
-    {
+    if let Some(vars) = root.get_mut("environments").and_then(|e| e.get_mut(env)).and_then(|e| e.get_mut("variables")) {
         interp::interpolate(vars, &scope, &mut errors);
     }
     errors
@@ -210,18 +161,8 @@ fn variables(header: &Header, env: &str, options: &LoadOptions) -> BTreeMap<Stri
     let mut vars = options.builtins.clone();
     vars.extend(header.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(overrides) = header.environments.get(env) {
-        vars.extend(
-            overrides
-                .variables
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        vars.extend(overrides.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    vars.extend(
-        options
-            .overrides
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    vars.extend(options.overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars
 }

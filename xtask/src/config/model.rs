@@ -25,7 +25,8 @@ pub struct Pipeline {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
-    /// Schema version of this file; only `1` exists.
+    /// Schema version of this file; only `1` exists (checked before the rest is read).
+    #[allow(dead_code, reason = "checked on the tree in `check_root`; declared so the key is known")]
     pub version: u32,
     /// A title for reports.
     #[serde(default)]
@@ -52,6 +53,7 @@ pub struct Header {
     /// The ordered stages.
     #[serde(default)]
     #[schemars(skip)]
+    #[allow(dead_code, reason = "stages are read by hand in `stage.rs`; declared so the key is known")]
     pub stages: serde::de::IgnoredAny,
 }
 
@@ -68,7 +70,9 @@ pub struct Environment {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
+    /// For people reading the file.
     #[serde(default)]
+    #[allow(dead_code, reason = "documentation for readers of pipeline.yaml")]
     pub description: Option<String>,
     /// Generate a random value for each run when none is provided.
     #[serde(default)]
@@ -148,20 +152,12 @@ pub struct StageCommon {
     pub environments: Option<Vec<String>>,
     #[serde(default)]
     #[schemars(skip)]
+    #[allow(dead_code, reason = "gates are read by hand in `stage.rs`; declared so the key is known")]
     pub gates: serde::de::IgnoredAny,
 }
 
 impl StageCommon {
-    pub const FIELDS: &[&str] = &[
-        "name",
-        "kind",
-        "description",
-        "needs",
-        "timeout",
-        "when",
-        "environments",
-        "gates",
-    ];
+    pub const FIELDS: &[&str] = &["name", "kind", "description", "needs", "timeout", "when", "environments", "gates"];
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -218,10 +214,7 @@ impl Gate {
     }
 
     pub fn name(&self) -> String {
-        self.common
-            .name
-            .clone()
-            .unwrap_or_else(|| self.common.kind.clone())
+        self.common.name.clone().unwrap_or_else(|| self.common.kind.clone())
     }
 }
 
@@ -239,20 +232,10 @@ pub struct GateCommon {
     /// Readiness gates retry with backoff until this deadline.
     #[serde(default)]
     pub timeout: Option<Dur>,
-    /// Pass even when the check finds no data (an empty match, no rows, no targets).
-    #[serde(default)]
-    pub allow_empty: bool,
 }
 
 impl GateCommon {
-    pub const FIELDS: &[&str] = &[
-        "name",
-        "kind",
-        "description",
-        "checklist",
-        "timeout",
-        "allow_empty",
-    ];
+    pub const FIELDS: &[&str] = &["name", "kind", "description", "checklist", "timeout", "allow_empty"];
 }
 
 /// The kind-specific part of a gate.
@@ -319,20 +302,17 @@ impl fmt::Display for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
+        parse_duration(&text).map(Dur).map_err(serde::de::Error::custom)
     }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim().chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!(
-            "duration `{text}` has no unit; write e.g. `{text}s` or `{text}ms`"
-        ));
+        return Err(format!("duration `{text}` has no unit; write e.g. `{text}s` or `{text}ms`"));
     }
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration `{text}` ({e}); expected a number with a unit, like 500ms, 10s, 5m or 1h"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration `{text}` ({e}); expected a number with a unit, like 500ms, 10s, 5m or 1h")
+    })
 }
 
 impl JsonSchema for Dur {
@@ -368,11 +348,7 @@ impl GateSpec {
         match self {
             GateSpec::ExitCode(g) => format!("exit code = {}", g.equals),
             GateSpec::Output(g) => {
-                let mut parts: Vec<String> = g
-                    .contains
-                    .iter()
-                    .map(|c| format!("contains {c:?}"))
-                    .collect();
+                let mut parts: Vec<String> = g.contains.iter().map(|c| format!("contains {c:?}")).collect();
                 parts.extend(g.not_contains.iter().map(|c| format!("lacks {c:?}")));
                 format!("{:?} {}", g.stream, parts.join(", ")).to_lowercase()
             }

@@ -7,19 +7,12 @@ use super::model::*;
 
 /// Each stage kind with the schema of its own keys.
 fn stage_kinds() -> Vec<(&'static str, Value)> {
-    vec![
-        ("command", of::<CommandStage>()),
-        ("verify", of::<VerifyStage>()),
-    ]
+    vec![("command", of::<CommandStage>()), ("verify", of::<VerifyStage>())]
 }
 
 /// Each gate kind with the schema of its own keys.
 fn gate_kinds() -> Vec<(&'static str, Value)> {
-    vec![
-        ("exit_code", of::<ExitCodeGate>()),
-        ("output", of::<OutputGate>()),
-        ("tcp", of::<TcpGate>()),
-    ]
+    vec![("exit_code", of::<ExitCodeGate>()), ("output", of::<OutputGate>()), ("tcp", of::<TcpGate>())]
 }
 
 fn of<T: JsonSchema>() -> Value {
@@ -56,10 +49,7 @@ pub fn generate() -> Value {
 fn merged(kind: &str, mut common: Value, mut spec: Value, defs: &mut Map<String, Value>) -> Value {
     take_defs(&mut common, defs);
     take_defs(&mut spec, defs);
-    let mut properties = common["properties"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let mut properties = common["properties"].as_object().cloned().unwrap_or_default();
     properties.extend(spec["properties"].as_object().cloned().unwrap_or_default());
     properties.insert("kind".into(), json!({ "const": kind }));
     let mut required: Vec<Value> = common["required"].as_array().cloned().unwrap_or_default();

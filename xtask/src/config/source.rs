@@ -1,27 +1,20 @@
 //! Source text of a configuration file and positions inside it.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 /// A loaded configuration file: its display name and its text.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
-    pub path: PathBuf,
     pub text: String,
 }
 
 impl Source {
-    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Source {
-        let path = path.into();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        Source {
-            name,
-            path,
-            text: text.into(),
-        }
+    pub fn new(path: impl AsRef<Path>, text: impl Into<String>) -> Source {
+        let path = path.as_ref();
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        Source { name, text: text.into() }
     }
 
     /// The text of the 1-based line `line`, without its line break.
@@ -40,11 +33,7 @@ pub struct Span {
 
 impl Span {
     pub fn new(line: usize, col: usize, len: usize) -> Span {
-        Span {
-            line,
-            col,
-            len: len.max(1),
-        }
+        Span { line, col, len: len.max(1) }
     }
 
     /// A span `offset` characters to the right, `len` wide: points into a scalar.

@@ -9,38 +9,24 @@ use super::tree::{Node, Value};
 pub fn read_stages(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Stage> {
     let Some(node) = node else { return Vec::new() };
     let Some(items) = node.as_seq() else {
-        errors.push(
-            Diagnostic::new("`stages` must be a list")
-                .at(node.span)
-                .found(node.describe()),
-        );
+        errors.push(Diagnostic::new("`stages` must be a list").at(node.span).found(node.describe()));
         return Vec::new();
     };
-    items
-        .iter()
-        .filter_map(|item| read_stage(item).map_err(|d| errors.push(d)).ok())
-        .collect()
+    items.iter().filter_map(|item| read_stage(item).map_err(|d| errors.push(d)).ok()).collect()
 }
 
 fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     let (common_node, spec_node) = split(node, StageCommon::FIELDS, "stage")?;
     let common: StageCommon = from_node(&common_node)?;
     let kind_node = node.get("kind").expect("deserialized `kind` exists");
-    let spec =
-        stage_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, StageCommon::FIELDS))?;
-    let spec =
-        spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
+    let spec = stage_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, StageCommon::FIELDS))?;
+    let spec = spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
     let mut errors = Vec::new();
     let gates = read_gates(node.get("gates"), &mut errors);
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }
-    Ok(Stage {
-        common,
-        spec,
-        gates,
-        span: node.span,
-    })
+    Ok(Stage { common, spec, gates, span: node.span })
 }
 
 fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> {
@@ -57,32 +43,19 @@ fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
         return Vec::new();
     }
     let Some(items) = node.as_seq() else {
-        errors.push(
-            Diagnostic::new("`gates` must be a list")
-                .at(node.span)
-                .found(node.describe()),
-        );
+        errors.push(Diagnostic::new("`gates` must be a list").at(node.span).found(node.describe()));
         return Vec::new();
     };
-    items
-        .iter()
-        .filter_map(|item| read_gate(item).map_err(|d| errors.push(d)).ok())
-        .collect()
+    items.iter().filter_map(|item| read_gate(item).map_err(|d| errors.push(d)).ok()).collect()
 }
 
 fn read_gate(node: &Node) -> Result<Gate, Diagnostic> {
     let (common_node, spec_node) = split(node, GateCommon::FIELDS, "gate")?;
     let common: GateCommon = from_node(&common_node)?;
     let kind_node = node.get("kind").expect("deserialized `kind` exists");
-    let spec =
-        gate_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, GateCommon::FIELDS))?;
-    let spec =
-        spec.ok_or_else(|| unknown_kind("gate", &common.kind, kind_node, GateSpec::KINDS))?;
-    Ok(Gate {
-        common,
-        spec,
-        span: node.span,
-    })
+    let spec = gate_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, GateCommon::FIELDS))?;
+    let spec = spec.ok_or_else(|| unknown_kind("gate", &common.kind, kind_node, GateSpec::KINDS))?;
+    Ok(Gate { common, spec, span: node.span })
 }
 
 fn gate_spec(kind: &str, node: &Node) -> Result<Option<GateSpec>, Diagnostic> {
@@ -102,20 +75,9 @@ fn split(node: &Node, common: &[&str], what: &str) -> Result<(Node, Node), Diagn
             .expected(format!("a mapping with `name:` and `kind:`"))
             .found(node.describe()));
     };
-    let (mine, theirs): (Vec<_>, Vec<_>) = entries
-        .iter()
-        .cloned()
-        .partition(|(k, _)| k.as_str().is_some_and(|k| common.contains(&k)));
-    Ok((
-        Node {
-            value: Value::Map(mine),
-            span: node.span,
-        },
-        Node {
-            value: Value::Map(theirs),
-            span: node.span,
-        },
-    ))
+    let (mine, theirs): (Vec<_>, Vec<_>) =
+        entries.iter().cloned().partition(|(k, _)| k.as_str().is_some_and(|k| common.contains(&k)));
+    Ok((Node { value: Value::Map(mine), span: node.span }, Node { value: Value::Map(theirs), span: node.span }))
 }
 
 fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic {
@@ -129,10 +91,7 @@ fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic
 /// An unknown key in a kind's part may be a misspelt common key: widen the suggestion.
 fn with_kind_help(mut d: Diagnostic, common: &[&str]) -> Diagnostic {
     if d.help.is_none()
-        && let Some(key) = d
-            .message
-            .strip_prefix("unknown key `")
-            .and_then(|r| r.strip_suffix('`'))
+        && let Some(key) = d.message.strip_prefix("unknown key `").and_then(|r| r.strip_suffix('`'))
         && let Some(near) = nearest(key, common.iter().copied())
     {
         d.help = Some(format!("did you mean `{near}`?"));

@@ -35,16 +35,6 @@ pub enum Value {
 }
 
 impl Node {
-    pub fn scalar(text: impl Into<String>, span: Span) -> Node {
-        Node {
-            value: Value::Scalar {
-                text: text.into(),
-                plain: false,
-            },
-            span,
-        }
-    }
-
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             Value::Scalar { text, .. } => Some(text),
@@ -68,28 +58,19 @@ impl Node {
 
     /// The value under `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.value {
-            Value::Map(entries) => entries
-                .iter_mut()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            Value::Map(entries) => entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
             _ => None,
         }
     }
 
     /// The key node for `key`, to point at the key rather than its value.
     pub fn key(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(k, _)| k)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| k)
     }
 
     /// What kind of YAML value this is, for "expected X, found Y" messages.
@@ -121,10 +102,7 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
             break;
         }
     }
-    Ok(builder.root.unwrap_or(Node {
-        value: Value::Null,
-        span: Span::new(1, 1, 1),
-    }))
+    Ok(builder.root.unwrap_or(Node { value: Value::Null, span: Span::new(1, 1, 1) }))
 }
 
 fn span_of(mark: Marker, len: usize) -> Span {
@@ -136,29 +114,15 @@ fn scan_error(text: &str, e: &ScanError) -> Diagnostic {
     let line = text.lines().nth(span.line.saturating_sub(1)).unwrap_or("");
     let mut d = Diagnostic::new(format!("invalid YAML: {}", e.info())).at(span);
     if line.contains('\t') {
-        let col = line
-            .find('\t')
-            .map(|b| line[..b].chars().count() + 1)
-            .unwrap_or(span.col);
-        d = d
-            .at(Span::new(span.line, col, 1))
-            .help("YAML does not allow tabs for indentation; use spaces");
+        let col = line.find('\t').map(|b| line[..b].chars().count() + 1).unwrap_or(span.col);
+        d = d.at(Span::new(span.line, col, 1)).help("YAML does not allow tabs for indentation; use spaces");
     }
     d
 }
 
 enum Open {
-    Seq {
-        items: Vec<Node>,
-        span: Span,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Node, Node)>,
-        pending_key: Option<Node>,
-        span: Span,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, span: Span, anchor: usize },
+    Map { entries: Vec<(Node, Node)>, pending_key: Option<Node>, span: Span, anchor: usize },
 }
 
 #[derive(Default)]
@@ -185,49 +149,27 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                let len = if style == TScalarStyle::Plain {
-                    text.chars().count()
-                } else {
-                    1
-                };
+                let len = if style == TScalarStyle::Plain { text.chars().count() } else { 1 };
                 let value = if style == TScalarStyle::Plain && is_null(&text) {
                     Value::Null
                 } else {
-                    Value::Scalar {
-                        text,
-                        plain: style == TScalarStyle::Plain,
-                    }
+                    Value::Scalar { text, plain: style == TScalarStyle::Plain }
                 };
-                self.add(
-                    Node {
-                        value,
-                        span: span_of(mark, len),
-                    },
-                    anchor,
-                )?;
+                self.add(Node { value, span: span_of(mark, len) }, anchor)?;
             }
-            Event::SequenceStart(anchor, _) => self.open(
-                Open::Seq {
-                    items: Vec::new(),
-                    span: span_of(mark, 1),
-                    anchor,
-                },
-                mark,
-            )?,
-            Event::MappingStart(anchor, _) => self.open(
-                Open::Map {
-                    entries: Vec::new(),
-                    pending_key: None,
-                    span: span_of(mark, 1),
-                    anchor,
-                },
-                mark,
-            )?,
+            Event::SequenceStart(anchor, _) => {
+                self.open(Open::Seq { items: Vec::new(), span: span_of(mark, 1), anchor }, mark)?
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(Open::Map { entries: Vec::new(), pending_key: None, span: span_of(mark, 1), anchor }, mark)?
+            }
             Event::SequenceEnd | Event::MappingEnd => self.close()?,
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    Diagnostic::new("alias refers to an unknown anchor").at(span_of(mark, 1))
-                })?;
+                let node = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Diagnostic::new("alias refers to an unknown anchor").at(span_of(mark, 1)))?;
                 self.nodes += count(&node);
                 self.add(node, 0)?;
             }
@@ -238,11 +180,9 @@ impl Builder {
 
     fn open(&mut self, open: Open, mark: Marker) -> Result<(), Diagnostic> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(
-                Diagnostic::new(format!("nesting deeper than {MAX_DEPTH} levels"))
-                    .at(span_of(mark, 1))
-                    .help("pipeline.yaml never needs this depth; check for runaway brackets"),
-            );
+            return Err(Diagnostic::new(format!("nesting deeper than {MAX_DEPTH} levels"))
+                .at(span_of(mark, 1))
+                .help("pipeline.yaml never needs this depth; check for runaway brackets"));
         }
         self.stack.push(open);
         Ok(())
@@ -250,29 +190,8 @@ impl Builder {
 
     fn close(&mut self) -> Result<(), Diagnostic> {
         let node = match self.stack.pop() {
-            Some(Open::Seq {
-                items,
-                span,
-                anchor,
-            }) => (
-                Node {
-                    value: Value::Seq(items),
-                    span,
-                },
-                anchor,
-            ),
-            Some(Open::Map {
-                entries,
-                span,
-                anchor,
-                ..
-            }) => (
-                Node {
-                    value: Value::Map(entries),
-                    span,
-                },
-                anchor,
-            ),
+            Some(Open::Seq { items, span, anchor }) => (Node { value: Value::Seq(items), span }, anchor),
+            Some(Open::Map { entries, span, anchor, .. }) => (Node { value: Value::Map(entries), span }, anchor),
             None => return Ok(()),
         };
         self.add(node.0, node.1)
@@ -281,11 +200,9 @@ impl Builder {
     fn add(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(Diagnostic::new(format!(
-                "document expands to more than {MAX_NODES} nodes"
-            ))
-            .at(node.span)
-            .help("aliases that expand exponentially are not supported"));
+            return Err(Diagnostic::new(format!("document expands to more than {MAX_NODES} nodes"))
+                .at(node.span)
+                .help("aliases that expand exponentially are not supported"));
         }
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -293,27 +210,18 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Open::Seq { items, .. }) => items.push(node),
-            Some(Open::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
                 None => {
                     if !matches!(node.value, Value::Scalar { .. }) {
                         return Err(Diagnostic::new("mapping keys must be plain text")
                             .at(node.span)
                             .found(node.describe()));
                     }
-                    if let Some((first, _)) =
-                        entries.iter().find(|(k, _)| k.as_str() == node.as_str())
-                    {
-                        return Err(Diagnostic::new(format!(
-                            "duplicate key `{}`",
-                            node.as_str().unwrap_or_default()
-                        ))
-                        .at(node.span)
-                        .note(format!("first defined at line {}", first.span.line))
-                        .help("each key may appear once in a mapping; remove or rename one"));
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == node.as_str()) {
+                        return Err(Diagnostic::new(format!("duplicate key `{}`", node.as_str().unwrap_or_default()))
+                            .at(node.span)
+                            .note(format!("first defined at line {}", first.span.line))
+                            .help("each key may appear once in a mapping; remove or rename one"));
                     }
                     *pending_key = Some(node);
                 }
@@ -331,12 +239,7 @@ fn is_null(text: &str) -> bool {
 fn count(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count(k) + count(v))
-                .sum::<usize>()
-        }
+        Value::Map(entries) => 1 + entries.iter().map(|(k, v)| count(k) + count(v)).sum::<usize>(),
         _ => 1,
     }
 }
@@ -348,9 +251,7 @@ mod tests {
     #[test]
     fn keeps_positions() {
         let root = parse("version: 1\nstages:\n  - name: a\n").unwrap();
-        let name = &root.get("stages").unwrap().as_seq().unwrap()[0]
-            .get("name")
-            .unwrap();
+        let name = &root.get("stages").unwrap().as_seq().unwrap()[0].get("name").unwrap();
         assert_eq!(name.span, Span::new(3, 11, 1));
         assert_eq!(root.key("stages").unwrap().span, Span::new(2, 1, 6));
     }
@@ -365,20 +266,14 @@ mod tests {
     #[test]
     fn tabs_get_a_hint() {
         let err = parse("a:\n\tb: 1\n").unwrap_err();
-        assert!(
-            err.help.as_deref().unwrap_or_default().contains("tabs"),
-            "{err:?}"
-        );
+        assert!(err.help.as_deref().unwrap_or_default().contains("tabs"), "{err:?}");
     }
 
     #[test]
     fn deep_nesting_is_refused() {
         let text = "[".repeat(10_000);
         let err = parse(&text).unwrap_err();
-        assert!(
-            err.message.contains("nesting") || err.message.contains("recursion"),
-            "{err:?}"
-        );
+        assert!(err.message.contains("nesting") || err.message.contains("recursion"), "{err:?}");
     }
 
     #[test]

@@ -7,11 +7,7 @@ pub fn check(gate: &ExitCodeGate, output: Option<&CommandOutput>) -> Check {
     let expected = format!("exit code {}", gate.equals);
     match output.and_then(|o| o.exit_code) {
         Some(code) => Check::new(code == gate.equals, expected, format!("exit code {code}")),
-        None => Check::new(
-            false,
-            expected,
-            "no exit code: the program was killed by a signal or never started",
-        ),
+        None => Check::new(false, expected, "no exit code: the program was killed by a signal or never started"),
     }
 }
 
@@ -20,10 +16,7 @@ mod tests {
     use super::*;
 
     fn run(code: Option<i32>, equals: i32) -> bool {
-        let out = CommandOutput {
-            exit_code: code,
-            ..Default::default()
-        };
+        let out = CommandOutput { exit_code: code, ..Default::default() };
         check(&ExitCodeGate { equals }, Some(&out)).passed
     }
 

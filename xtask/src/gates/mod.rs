@@ -26,11 +26,7 @@ pub struct Check {
 
 impl Check {
     pub fn new(passed: bool, expected: impl Into<String>, actual: impl Into<String>) -> Check {
-        Check {
-            passed,
-            expected: expected.into(),
-            actual: actual.into(),
-        }
+        Check { passed, expected: expected.into(), actual: actual.into() }
     }
 }
 

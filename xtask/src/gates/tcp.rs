@@ -14,11 +14,7 @@ pub async fn check(gate: &TcpGate) -> Check {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&gate.address)).await {
         Ok(Ok(_)) => Check::new(true, expected, "connected"),
         Ok(Err(e)) => Check::new(false, expected, format!("connect failed: {e}")),
-        Err(_) => Check::new(
-            false,
-            expected,
-            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-        ),
+        Err(_) => Check::new(false, expected, format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
     }
 }
 
@@ -32,11 +28,7 @@ mod tests {
         let open = listener.local_addr().unwrap().to_string();
         assert!(check(&TcpGate { address: open }).await.passed);
         drop(listener);
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
         let c = check(&TcpGate { address: closed }).await;
         assert!(!c.passed, "{c:?}");
     }

@@ -10,19 +10,12 @@ use crate::run::record::{RunRecord, Status};
 /// Output file name and built-in template.
 const REPORTS: &[(&str, &str)] = &[
     ("report.md", include_str!("../../../templates/report.md")),
-    (
-        "report.html",
-        include_str!("../../../templates/report.html"),
-    ),
+    ("report.html", include_str!("../../../templates/report.html")),
     ("junit.xml", include_str!("../../../templates/junit.xml")),
 ];
 
 /// Renders every report into `dir`; `templates` replaces built-in templates of the same name.
-pub fn render_all(
-    record: &RunRecord,
-    dir: &Path,
-    templates: Option<&Path>,
-) -> anyhow::Result<Vec<PathBuf>> {
+pub fn render_all(record: &RunRecord, dir: &Path, templates: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     let env = environment(templates)?;
     let totals = totals(record);
     let mut written = Vec::new();
@@ -43,11 +36,7 @@ fn environment(templates: Option<&Path>) -> anyhow::Result<Environment<'static>>
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html") || name.ends_with(".xml") {
-            AutoEscape::Html
-        } else {
-            AutoEscape::None
-        }
+        if name.ends_with(".html") || name.ends_with(".xml") { AutoEscape::Html } else { AutoEscape::None }
     });
     for (name, builtin) in REPORTS {
         let text = match templates.map(|dir| dir.join(name)).filter(|p| p.exists()) {
@@ -55,17 +44,12 @@ fn environment(templates: Option<&Path>) -> anyhow::Result<Environment<'static>>
                 .map_err(|e| anyhow::anyhow!("cannot read template {}: {e}", path.display()))?,
             None => builtin.to_string(),
         };
-        env.add_template_owned(name.to_string(), text)
-            .map_err(|e| anyhow::anyhow!("template {name}: {e:#}"))?;
+        env.add_template_owned(name.to_string(), text).map_err(|e| anyhow::anyhow!("template {name}: {e:#}"))?;
     }
     env.add_filter("seconds", |ms: u64| format!("{:.1}s", ms as f64 / 1000.0));
-    env.add_filter("seconds_raw", |ms: u64| {
-        format!("{:.3}", ms as f64 / 1000.0)
-    });
+    env.add_filter("seconds_raw", |ms: u64| format!("{:.3}", ms as f64 / 1000.0));
     env.add_filter("badge", badge);
-    env.add_filter("cell", |text: String| {
-        text.replace('|', "\\|").replace('\n', " ")
-    });
+    env.add_filter("cell", |text: String| text.replace('|', "\\|").replace('\n', " "));
     Ok(env)
 }
 
@@ -91,9 +75,7 @@ fn totals(record: &RunRecord) -> Totals {
     Totals {
         tests: gates().count(),
         failures: gates().filter(|g| g.status == Status::Failed).count(),
-        skipped: gates()
-            .filter(|g| !matches!(g.status, Status::Passed | Status::Failed))
-            .count(),
+        skipped: gates().filter(|g| !matches!(g.status, Status::Passed | Status::Failed)).count(),
     }
 }
 
@@ -104,10 +86,7 @@ pub fn append_step_summary(dir: &Path) -> anyhow::Result<()> {
     };
     let text = std::fs::read_to_string(dir.join("report.md"))?;
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(summary)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(summary)?;
     writeln!(file, "{text}")?;
     Ok(())
 }

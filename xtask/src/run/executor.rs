@@ -47,9 +47,7 @@ impl Executor<'_> {
                 }
                 match self.readiness(step, &slots, first_failure.as_deref()) {
                     Ready::Wait => {}
-                    Ready::Skip(status, reason) => {
-                        slots[step.index] = Slot::Done(self.unrun(step, status, reason))
-                    }
+                    Ready::Skip(status, reason) => slots[step.index] = Slot::Done(self.unrun(step, status, reason)),
                     Ready::Go => {
                         slots[step.index] = Slot::Running;
                         running.push(self.run_step(step, self.interrupt.clone()));
@@ -59,13 +57,8 @@ impl Executor<'_> {
             let Some(record) = running.next().await else {
                 break;
             };
-            let index = steps
-                .iter()
-                .position(|s| s.name == record.name)
-                .expect("records come from steps");
-            if matches!(record.status, Status::Failed | Status::Interrupted)
-                && first_failure.is_none()
-            {
+            let index = steps.iter().position(|s| s.name == record.name).expect("records come from steps");
+            if matches!(record.status, Status::Failed | Status::Interrupted) && first_failure.is_none() {
                 first_failure = Some(record.name.clone());
             }
             slots[index] = Slot::Done(record);
@@ -103,10 +96,7 @@ impl Executor<'_> {
                 _ if !dep_step.runs() => {}
                 Slot::Done(r) if r.status == Status::Passed => {}
                 Slot::Done(r) => {
-                    return Ready::Skip(
-                        Status::Skipped,
-                        format!("needs `{}`, which {}", r.name, r.status.as_str()),
-                    );
+                    return Ready::Skip(Status::Skipped, format!("needs `{}`, which {}", r.name, r.status.as_str()));
                 }
                 _ => return Ready::Wait,
             }
@@ -134,18 +124,10 @@ impl Executor<'_> {
 
     async fn run_step(&self, step: &Step, cancel: CancellationToken) -> StageRecord {
         let stage = &self.pipeline.stages[step.index];
-        self.progress.emit(Event::StageStarted {
-            stage: &step.name,
-            kind: &step.kind,
-        });
+        self.progress.emit(Event::StageStarted { stage: &step.name, kind: &step.kind });
         let started_at = jiff::Timestamp::now().to_string();
         let clock = Instant::now();
-        let cx = StageCx {
-            base_dir: self.base_dir,
-            run_dir: self.run_dir,
-            cancel,
-            progress: self.progress,
-        };
+        let cx = StageCx { base_dir: self.base_dir, run_dir: self.run_dir, cancel, progress: self.progress };
         let result = stages::run(stage, &cx).await;
         let status = result.status();
         let duration = clock.elapsed();
@@ -186,11 +168,7 @@ impl Executor<'_> {
             when: step.when,
             target: step.target.clone(),
             status,
-            gates: stage
-                .gates
-                .iter()
-                .map(|g| gates::not_evaluated(g, status, &reason))
-                .collect(),
+            gates: stage.gates.iter().map(|g| gates::not_evaluated(g, status, &reason)).collect(),
             reason: Some(reason),
             started_at: None,
             duration_ms: 0,

@@ -46,10 +46,7 @@ pub struct Progress {
 enum Mode {
     Quiet,
     Plain,
-    Terminal {
-        bars: MultiProgress,
-        running: Mutex<HashMap<String, ProgressBar>>,
-    },
+    Terminal { bars: MultiProgress, running: Mutex<HashMap<String, ProgressBar>> },
 }
 
 impl Progress {
@@ -59,29 +56,18 @@ impl Progress {
             console::set_colors_enabled(false);
             console::set_colors_enabled_stderr(false);
         }
-        let terminal = if to_stderr {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        };
+        let terminal = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
         let mode = if quiet {
             Mode::Quiet
         } else if terminal {
-            Mode::Terminal {
-                bars: MultiProgress::new(),
-                running: Mutex::new(HashMap::new()),
-            }
+            Mode::Terminal { bars: MultiProgress::new(), running: Mutex::new(HashMap::new()) }
         } else {
             if !to_stderr {
                 console::set_colors_enabled(false);
             }
             Mode::Plain
         };
-        Progress {
-            mode,
-            to_stderr,
-            verbose,
-        }
+        Progress { mode, to_stderr, verbose }
     }
 
     pub fn emit(&self, event: Event) {
@@ -96,19 +82,13 @@ impl Progress {
         }
     }
 
-    fn draw(
-        &self,
-        bars: &MultiProgress,
-        running: &Mutex<HashMap<String, ProgressBar>>,
-        event: &Event,
-    ) {
+    fn draw(&self, bars: &MultiProgress, running: &Mutex<HashMap<String, ProgressBar>>, event: &Event) {
         let mut running = running.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::StageStarted { stage, kind } => {
                 let bar = bars.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed}")
-                        .expect("static template"),
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed}").expect("static template"),
                 );
                 bar.set_prefix(stage.to_string());
                 bar.set_message(format!("({kind})"));
@@ -142,15 +122,8 @@ impl Progress {
             Event::StageStarted { stage, kind } => {
                 format!("{} {} ({kind})", style("▶").cyan(), style(stage).bold())
             }
-            Event::StageFinished {
-                stage,
-                status,
-                duration,
-                reason,
-            } => {
-                let reason = reason
-                    .map(|r| format!(": {}", redact(r)))
-                    .unwrap_or_default();
+            Event::StageFinished { stage, status, duration, reason } => {
+                let reason = reason.map(|r| format!(": {}", redact(r))).unwrap_or_default();
                 format!(
                     "{} {} {} in {}{reason}",
                     mark(*status),
@@ -159,19 +132,9 @@ impl Progress {
                     seconds(*duration)
                 )
             }
-            Event::Gate {
-                stage,
-                gate,
-                status,
-                expected,
-                actual,
-            } => {
+            Event::Gate { stage, gate, status, expected, actual } => {
                 let detail = if *status == Status::Failed {
-                    format!(
-                        "\n      expected: {}\n      actual:   {}",
-                        redact(expected),
-                        redact(actual)
-                    )
+                    format!("\n      expected: {}\n      actual:   {}", redact(expected), redact(actual))
                 } else {
                     format!(" ({})", redact(actual))
                 };

@@ -123,11 +123,7 @@ pub struct ChecklistRow {
 }
 
 /// Joins checklist items with the gates that name them and the sign-offs.
-pub fn checklist_rows(
-    items: &[ChecklistItem],
-    signoffs: &[Signoff],
-    stages: &[StageRecord],
-) -> Vec<ChecklistRow> {
+pub fn checklist_rows(items: &[ChecklistItem], signoffs: &[Signoff], stages: &[StageRecord]) -> Vec<ChecklistRow> {
     items
         .iter()
         .map(|item| {
@@ -147,11 +143,7 @@ pub fn checklist_rows(
                     "not_run"
                 }
             } else if let Some(s) = &signoff {
-                if s.approver.as_deref().is_some_and(|a| !a.trim().is_empty()) {
-                    "signed"
-                } else {
-                    "awaiting_signoff"
-                }
+                if s.approver.as_deref().is_some_and(|a| !a.trim().is_empty()) { "signed" } else { "awaiting_signoff" }
             } else {
                 "uncovered"
             };
@@ -160,10 +152,7 @@ pub fn checklist_rows(
                 section: item.section.clone(),
                 item: item.item.clone(),
                 status: status.into(),
-                gates: gates
-                    .iter()
-                    .map(|(s, g)| format!("{} / {}", s.name, g.name))
-                    .collect(),
+                gates: gates.iter().map(|(s, g)| format!("{} / {}", s.name, g.name)).collect(),
                 signoff,
             }
         })
@@ -183,10 +172,8 @@ pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<PathBuf> {
 }
 
 pub fn read(path: &Path) -> anyhow::Result<RunRecord> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not a run record: {e}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a run record: {e}", path.display()))
 }
 
 /// Points `runs/latest` at `id` (a symlink swapped in atomically).

@@ -90,51 +90,28 @@ pub async fn run(stage: &Stage, spec: &CommandStage, cx: &StageCx<'_>) -> StageR
         };
     }
     let gated = with_exit_code_gate(stage);
-    let gate_cx = GateCx {
-        command: Some(&output),
-        cancel: &cx.cancel,
-    };
-    StageResult {
-        gates: run_gates(&gated, &gate_cx, cx).await,
-        log: Some(log),
-        ..Default::default()
-    }
+    let gate_cx = GateCx { command: Some(&output), cancel: &cx.cancel };
+    StageResult { gates: run_gates(&gated, &gate_cx, cx).await, log: Some(log), ..Default::default() }
 }
 
 /// A command stage without an `exit_code` gate still fails when its program does.
 fn with_exit_code_gate(stage: &Stage) -> Stage {
     let mut stage = stage.clone();
-    if !stage
-        .gates
-        .iter()
-        .any(|g| matches!(g.spec, GateSpec::ExitCode(_)))
-    {
+    if !stage.gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_))) {
         let common = GateCommon {
             name: Some("exit code".into()),
             kind: "exit_code".into(),
             description: None,
             checklist: Vec::new(),
             timeout: None,
-            allow_empty: false,
         };
-        stage.gates.insert(
-            0,
-            Gate {
-                common,
-                spec: GateSpec::ExitCode(ExitCodeGate::default()),
-                span: stage.span,
-            },
-        );
+        stage.gates.insert(0, Gate { common, spec: GateSpec::ExitCode(ExitCodeGate::default()), span: stage.span });
     }
     stage
 }
 
 fn failed(reason: String) -> StageResult {
-    StageResult {
-        status: Some(Status::Failed),
-        reason: Some(reason),
-        ..Default::default()
-    }
+    StageResult { status: Some(Status::Failed), reason: Some(reason), ..Default::default() }
 }
 
 fn open_log(cx: &StageCx<'_>, log: &str) -> std::io::Result<std::fs::File> {
@@ -164,9 +141,7 @@ fn keep(buffer: &mut String, line: &str) {
     buffer.push('\n');
     if buffer.len() > KEEP_BYTES {
         let cut = buffer.len() - KEEP_BYTES / 2;
-        let cut = (cut..buffer.len())
-            .find(|&i| buffer.is_char_boundary(i))
-            .unwrap_or(buffer.len());
+        let cut = (cut..buffer.len()).find(|&i| buffer.is_char_boundary(i)).unwrap_or(buffer.len());
         buffer.drain(..cut);
     }
 }

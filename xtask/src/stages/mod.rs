@@ -54,12 +54,7 @@ impl StageResult {
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
     let limit = stage.common.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
     let token = cx.cancel.child_token();
-    let inner = StageCx {
-        base_dir: cx.base_dir,
-        run_dir: cx.run_dir,
-        cancel: token.clone(),
-        progress: cx.progress,
-    };
+    let inner = StageCx { base_dir: cx.base_dir, run_dir: cx.run_dir, cancel: token.clone(), progress: cx.progress };
     let work = dispatch(stage, &inner);
     tokio::pin!(work);
     tokio::select! {
@@ -89,16 +84,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
 
 /// The log file of a stage, relative to the run directory.
 pub fn log_path(stage: &Stage) -> String {
-    let safe: String = stage
-        .name()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe: String =
+        stage.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     format!("logs/{safe}.log")
 }

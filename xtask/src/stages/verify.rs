@@ -7,22 +7,12 @@ use crate::run::progress::Event;
 use crate::run::record::Status;
 
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
-    let gate_cx = GateCx {
-        command: None,
-        cancel: &cx.cancel,
-    };
-    StageResult {
-        gates: run_gates(stage, &gate_cx, cx).await,
-        ..Default::default()
-    }
+    let gate_cx = GateCx { command: None, cancel: &cx.cancel };
+    StageResult { gates: run_gates(stage, &gate_cx, cx).await, ..Default::default() }
 }
 
 /// Evaluates the stage's gates in order; after the first failure the rest are recorded as skipped.
-pub async fn run_gates(
-    stage: &Stage,
-    gate_cx: &GateCx<'_>,
-    cx: &StageCx<'_>,
-) -> Vec<crate::run::record::GateRecord> {
+pub async fn run_gates(stage: &Stage, gate_cx: &GateCx<'_>, cx: &StageCx<'_>) -> Vec<crate::run::record::GateRecord> {
     let mut records = Vec::new();
     let mut stopped: Option<&str> = None;
     for gate in &stage.gates {
