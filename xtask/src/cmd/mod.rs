@@ -84,9 +84,13 @@ pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, St
     }
 }
 
+/// `pipeline.yaml` here or in the nearest parent, as a relative path so messages stay short.
 fn find_pipeline() -> Option<PathBuf> {
     let here = std::env::current_dir().ok()?;
-    here.ancestors().map(|dir| dir.join("pipeline.yaml")).find(|p| p.is_file())
+    let depth = here.ancestors().position(|dir| dir.join("pipeline.yaml").is_file())?;
+    let mut path: PathBuf = std::iter::repeat_n("..", depth).collect();
+    path.push("pipeline.yaml");
+    Some(path)
 }
 
 fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, String> {

@@ -126,7 +126,7 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
         let command_only = matches!(gate.spec, GateSpec::ExitCode(_) | GateSpec::Output(_));
         if command_only && !matches!(stage.spec, StageSpec::Command(_)) {
             errors.push(
-                Diagnostic::new(format!("a `{}` gate only works in a `command` stage", gate.kind()))
+                Diagnostic::new(format!("gates of kind `{}` only work in a `command` stage", gate.kind()))
                     .at(span_of("kind"))
                     .found(format!("stage `{}` of kind `{}`", stage.name(), stage.common.kind)),
             );

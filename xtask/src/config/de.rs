@@ -306,7 +306,7 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'_> {
 
 struct MapAccess<'a> {
     entries: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    value: Option<(&'a Node, &'a Node)>,
 }
 
 impl<'de> de::MapAccess<'de> for MapAccess<'_> {
@@ -315,7 +315,7 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_> {
     fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
             Some((key, value)) => {
-                self.value = Some(value);
+                self.value = Some((key, value));
                 seed.deserialize(NodeDe(key)).map(Some).map_err(|e| e.located(key.span))
             }
             None => Ok(None),
@@ -323,8 +323,13 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_> {
     }
 
     fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let node = self.value.take().expect("serde asks for a value after its key");
-        seed.deserialize(NodeDe(node)).map_err(|e| e.located(node.span))
+        let (key, node) = self.value.take().expect("serde asks for a value after its key");
+        seed.deserialize(NodeDe(node)).map_err(|mut e| {
+            if e.message == "wrong type" || e.message == "invalid value" {
+                e.message = format!("{} for `{}`", e.message, key.as_str().unwrap_or_default());
+            }
+            e.located(node.span)
+        })
     }
 }
 

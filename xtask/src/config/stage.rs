@@ -88,10 +88,15 @@ fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic
         .suggest(kind, kinds.iter().copied())
 }
 
-/// An unknown key in a kind's part may be a misspelt common key: widen the suggestion.
+/// An unknown key in a kind's part may be a misspelt common key: widen the list and the suggestion.
 fn with_kind_help(mut d: Diagnostic, common: &[&str]) -> Diagnostic {
+    let Some(key) = d.message.strip_prefix("unknown key `").and_then(|r| r.strip_suffix('`')) else { return d };
+    let common_list: Vec<String> = common.iter().map(|c| format!("`{c}`")).collect();
+    d.expected = Some(match d.expected.take() {
+        Some(own) => format!("{own}, or a common key: {}", common_list.join(", ")),
+        None => format!("a common key: {}", common_list.join(", ")),
+    });
     if d.help.is_none()
-        && let Some(key) = d.message.strip_prefix("unknown key `").and_then(|r| r.strip_suffix('`'))
         && let Some(near) = nearest(key, common.iter().copied())
     {
         d.help = Some(format!("did you mean `{near}`?"));
