@@ -29,6 +29,8 @@ pub struct Step {
     pub when: When,
     /// Indices of the steps this one waits for.
     pub needs: Vec<usize>,
+    /// Whether `needs` was written (true) or is the implicit "the stage before".
+    pub needs_declared: bool,
     pub target: String,
     pub description: Option<String>,
     /// `None` when the step runs; otherwise why it does not.
@@ -100,6 +102,7 @@ pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<Strin
                 kind: stage.common.kind.clone(),
                 when: stage.common.when,
                 needs: deps[index].clone(),
+                needs_declared: stage.common.needs.is_some(),
                 target: crate::redact::redact(&stage.spec.target()).into_owned(),
                 description: stage.common.description.clone(),
                 skip_reason,

@@ -28,7 +28,10 @@ fn malformed_pipelines_match_their_snapshots() {
 
 #[test]
 fn errors_point_at_file_line_and_column_with_a_caret() {
-    let ws = Workspace::new(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/malformed/needs_unknown.yaml")).unwrap());
+    let ws = Workspace::new(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/malformed/needs_unknown.yaml"))
+            .unwrap(),
+    );
     let err = stderr(&ws.run(&["validate"]));
     assert!(err.starts_with("pipeline.yaml:9:13: error: `needs` names no stage: `biuld`"), "{err}");
     assert!(err.contains("^^^^^"), "{err}");

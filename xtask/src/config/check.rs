@@ -111,8 +111,9 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
         node.and_then(|n| n.get("gates")).and_then(Node::as_seq).map(|s| s.iter().collect()).unwrap_or_default();
     let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
     let mut seen: Vec<String> = Vec::new();
-    for (g, gate) in stage.gates.iter().enumerate() {
-        let gate_node = gate_nodes.get(g).copied();
+    for gate in &stage.gates {
+        // Matched by position in the file: an implicit gate has no node of its own.
+        let gate_node = gate_nodes.iter().copied().find(|n| n.span == gate.span);
         let span_of = |key: &str| gate_node.and_then(|n| n.get(key)).map(|n| n.span).unwrap_or(gate.span);
         let name = gate.name();
         if seen.contains(&name) {

@@ -377,6 +377,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "only the errors matter here")]
     struct Stage {
         name: String,
         #[serde(default)]

@@ -113,7 +113,9 @@ fn check_root(root: &Node) -> Result<(), Diagnostic> {
         return Err(if matches!(root.value, Value::Null) { d } else { d.at(root.span) });
     }
     let Some(version) = root.get("version") else {
-        return Err(Diagnostic::new("missing key `version`").at(source::Span::new(1, 1, 1)).help("start the file with `version: 1`"));
+        return Err(Diagnostic::new("missing key `version`")
+            .at(source::Span::new(1, 1, 1))
+            .help("start the file with `version: 1`"));
     };
     match version.as_str().map(str::trim) {
         Some("1") => Ok(()),

@@ -2,7 +2,7 @@
 
 use super::de::from_node;
 use super::diag::{Diagnostic, nearest};
-use super::model::{Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
+use super::model::{ExitCodeGate, Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
 use super::tree::{Node, Value};
 
 /// Reads the `stages:` list, collecting every error rather than stopping at the first.
@@ -22,11 +22,26 @@ fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     let spec = stage_spec(&common.kind, &spec_node).map_err(|d| with_kind_help(d, StageCommon::FIELDS))?;
     let spec = spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
     let mut errors = Vec::new();
-    let gates = read_gates(node.get("gates"), &mut errors);
+    let mut gates = read_gates(node.get("gates"), &mut errors);
+    if matches!(spec, StageSpec::Command(_)) && !gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_))) {
+        gates.insert(0, implicit_exit_code_gate(node));
+    }
     if let Some(first) = errors.into_iter().next() {
         return Err(first);
     }
     Ok(Stage { common, spec, gates, span: node.span })
+}
+
+/// A command stage without an `exit_code` gate still fails when its program does.
+fn implicit_exit_code_gate(stage: &Node) -> Gate {
+    let common = GateCommon {
+        name: Some("exit code".into()),
+        kind: "exit_code".into(),
+        description: Some("added because the stage declares no exit_code gate".into()),
+        checklist: Vec::new(),
+        timeout: None,
+    };
+    Gate { common, spec: GateSpec::ExitCode(ExitCodeGate::default()), span: stage.span }
 }
 
 fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> {

@@ -35,6 +35,7 @@ fn environment(templates: Option<&Path>) -> anyhow::Result<Environment<'static>>
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") || name.ends_with(".xml") { AutoEscape::Html } else { AutoEscape::None }
     });

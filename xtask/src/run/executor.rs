@@ -95,6 +95,8 @@ impl Executor<'_> {
                 // A dependency outside this run (`--only`, `--from`, environment) counts as done.
                 _ if !dep_step.runs() => {}
                 Slot::Done(r) if r.status == Status::Passed => {}
+                // With --keep-going only a declared `needs` holds a stage back; plain order does not.
+                Slot::Done(_) if self.keep_going && !step.needs_declared => {}
                 Slot::Done(r) => {
                     return Ready::Skip(Status::Skipped, format!("needs `{}`, which {}", r.name, r.status.as_str()));
                 }

@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use super::verify::run_gates;
 use super::{StageCx, StageResult, log_path};
-use crate::config::{CommandStage, ExitCodeGate, Gate, GateCommon, GateSpec, Stage};
+use crate::config::{CommandStage, Stage};
 use crate::gates::{CommandOutput, GateCx};
 use crate::redact::redact;
 use crate::run::progress::Event;
@@ -89,25 +89,8 @@ pub async fn run(stage: &Stage, spec: &CommandStage, cx: &StageCx<'_>) -> StageR
             ..Default::default()
         };
     }
-    let gated = with_exit_code_gate(stage);
     let gate_cx = GateCx { command: Some(&output), cancel: &cx.cancel };
-    StageResult { gates: run_gates(&gated, &gate_cx, cx).await, log: Some(log), ..Default::default() }
-}
-
-/// A command stage without an `exit_code` gate still fails when its program does.
-fn with_exit_code_gate(stage: &Stage) -> Stage {
-    let mut stage = stage.clone();
-    if !stage.gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_))) {
-        let common = GateCommon {
-            name: Some("exit code".into()),
-            kind: "exit_code".into(),
-            description: None,
-            checklist: Vec::new(),
-            timeout: None,
-        };
-        stage.gates.insert(0, Gate { common, spec: GateSpec::ExitCode(ExitCodeGate::default()), span: stage.span });
-    }
-    stage
+    StageResult { gates: run_gates(stage, &gate_cx, cx).await, log: Some(log), ..Default::default() }
 }
 
 fn failed(reason: String) -> StageResult {
