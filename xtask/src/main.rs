@@ -51,6 +51,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
     },
+    /// Set up what the tests need (base image, helm stand-in), then run `cargo test --workspace`.
+    Test(cmd::test::TestArgs),
     /// Regenerate pipeline.schema.json.
     Schema {
         #[arg(long, value_name = "FILE")]
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Plan(select) => cmd::plan::run(&cli.pipeline, select, cli.json),
         Command::Validate => cmd::validate::run(&cli.pipeline),
         Command::Report { run, templates } => cmd::report::run(run.as_deref(), templates.as_deref()),
+        Command::Test(args) => cmd::test::run(args),
         Command::Schema { out } => cmd::schema::run(out.as_deref()),
     }
 }

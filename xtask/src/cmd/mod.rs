@@ -4,6 +4,7 @@ pub mod deploy;
 pub mod plan;
 pub mod report;
 pub mod schema;
+pub mod test;
 pub mod validate;
 
 use std::collections::BTreeMap;
