@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod docker;
 mod gates;
 mod git;
 mod plan;

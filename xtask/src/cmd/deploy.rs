@@ -94,7 +94,9 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         snapshot.stages = partial.iter().flatten().cloned().collect();
         let _ = record::write(&run_dir, &snapshot);
     };
+    let context = crate::stages::RunContext { id: run_id.clone(), git: record.git.clone() };
     let executor = Executor {
+        context: &context,
         pipeline: &loaded.pipeline,
         plan: &plan,
         base_dir: &loaded.base_dir,

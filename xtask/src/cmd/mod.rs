@@ -129,12 +129,13 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Built-in variables for a load: `RUN_ID`, `GIT_SHA`, `GIT_DESCRIBE`.
+/// Built-in variables for a load: `RUN_ID`, `GIT_SHA`, `GIT_DESCRIBE`, `IMAGE_TAG`.
 pub fn builtins(run_id: &str, git: &crate::git::GitInfo) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("RUN_ID".to_string(), run_id.to_string()),
         ("GIT_SHA".to_string(), git.short_sha.clone().unwrap_or_else(|| "unknown".into())),
         ("GIT_DESCRIBE".to_string(), git.describe.clone().unwrap_or_else(|| "unknown".into())),
+        ("IMAGE_TAG".to_string(), crate::stages::sha_tag(git)),
     ])
 }
 

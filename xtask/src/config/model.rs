@@ -174,10 +174,11 @@ pub enum When {
 pub enum StageSpec {
     Command(CommandStage),
     Verify(VerifyStage),
+    Build(BuildStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify"];
+    pub const KINDS: &[&str] = &["command", "verify", "build"];
 }
 
 /// Runs one program with its arguments (no shell), capturing its output.
@@ -193,6 +194,62 @@ pub struct CommandStage {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// Builds Docker images through the engine API and tags them by policy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildStage {
+    pub images: Vec<ImageSpec>,
+    /// Tags every image gets: `sha` (git short sha, `-dirty` when the tree has uncommitted changes),
+    /// `version` (from `version_from`, else `git describe`), `latest`.
+    #[serde(default = "default_tags")]
+    pub tags: Vec<TagPolicy>,
+    /// Network mode for build containers (e.g. `host`).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// How many images build at once.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+    /// Push every tag to this registry (credentials: REGISTRY_USERNAME / REGISTRY_PASSWORD).
+    #[serde(default)]
+    pub push: Option<String>,
+}
+
+fn default_tags() -> Vec<TagPolicy> {
+    vec![TagPolicy::Sha]
+}
+
+fn default_parallel() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagPolicy {
+    Sha,
+    Version,
+    Latest,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Repository name, e.g. `rehearsal/control-plane`.
+    pub name: String,
+    /// Build context directory, relative to the pipeline file. Its `.dockerignore` is honoured.
+    pub context: String,
+    /// Dockerfile path inside the context (default `Dockerfile`).
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Multi-stage target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// A Cargo.toml whose `version` the `version` tag uses.
+    #[serde(default)]
+    pub version_from: Option<String>,
 }
 
 /// A stage that only runs its gates.
@@ -338,6 +395,10 @@ impl StageSpec {
                 .collect::<Vec<_>>()
                 .join(" "),
             StageSpec::Verify(_) => "gates only".into(),
+            StageSpec::Build(b) => {
+                let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
+                format!("docker build {}", names.join(", "))
+            }
         }
     }
 }

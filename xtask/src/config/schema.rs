@@ -7,7 +7,7 @@ use super::model::*;
 
 /// Each stage kind with the schema of its own keys.
 fn stage_kinds() -> Vec<(&'static str, Value)> {
-    vec![("command", of::<CommandStage>()), ("verify", of::<VerifyStage>())]
+    vec![("command", of::<CommandStage>()), ("verify", of::<VerifyStage>()), ("build", of::<BuildStage>())]
 }
 
 /// Each gate kind with the schema of its own keys.

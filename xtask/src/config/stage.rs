@@ -48,6 +48,7 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
     Ok(Some(match kind {
         "command" => StageSpec::Command(from_node(node)?),
         "verify" => StageSpec::Verify(from_node(node)?),
+        "build" => StageSpec::Build(from_node(node)?),
         _ => return Ok(None),
     }))
 }

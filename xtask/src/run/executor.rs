@@ -12,9 +12,10 @@ use super::record::{StageRecord, Status};
 use crate::config::{Pipeline, When};
 use crate::gates;
 use crate::plan::{Plan, Step};
-use crate::stages::{self, StageCx};
+use crate::stages::{self, RunContext, StageCx};
 
 pub struct Executor<'a> {
+    pub context: &'a RunContext,
     pub pipeline: &'a Pipeline,
     pub plan: &'a Plan,
     pub base_dir: &'a Path,
@@ -129,7 +130,13 @@ impl Executor<'_> {
         self.progress.emit(Event::StageStarted { stage: &step.name, kind: &step.kind });
         let started_at = jiff::Timestamp::now().to_string();
         let clock = Instant::now();
-        let cx = StageCx { base_dir: self.base_dir, run_dir: self.run_dir, cancel, progress: self.progress };
+        let cx = StageCx {
+            run: self.context,
+            base_dir: self.base_dir,
+            run_dir: self.run_dir,
+            cancel,
+            progress: self.progress,
+        };
         let result = stages::run(stage, &cx).await;
         let status = result.status();
         let duration = clock.elapsed();

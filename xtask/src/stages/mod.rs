@@ -1,7 +1,10 @@
 //! Stage kinds: each runs its work, then its gates, and reports a result. One file per kind.
 
+mod build;
 mod command;
 mod verify;
+
+pub use build::tags::sha_tag;
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +18,15 @@ use crate::run::record::{GateRecord, Status};
 /// A stage with no `timeout` is stopped after this long.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
+/// Facts about the whole run that stages need.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub id: String,
+    pub git: crate::git::GitInfo,
+}
+
 pub struct StageCx<'a> {
+    pub run: &'a RunContext,
     /// The pipeline file's directory: relative paths in the file start here.
     pub base_dir: &'a Path,
     /// This run's directory (`target/xtask/runs/<id>`).
@@ -54,7 +65,13 @@ impl StageResult {
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
     let limit = stage.common.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
     let token = cx.cancel.child_token();
-    let inner = StageCx { base_dir: cx.base_dir, run_dir: cx.run_dir, cancel: token.clone(), progress: cx.progress };
+    let inner = StageCx {
+        run: cx.run,
+        base_dir: cx.base_dir,
+        run_dir: cx.run_dir,
+        cancel: token.clone(),
+        progress: cx.progress,
+    };
     let work = dispatch(stage, &inner);
     tokio::pin!(work);
     tokio::select! {
@@ -79,6 +96,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
     match &stage.spec {
         StageSpec::Command(spec) => command::run(stage, spec, cx).await,
         StageSpec::Verify(_) => verify::run(stage, cx).await,
+        StageSpec::Build(spec) => build::run(stage, spec, cx).await,
     }
 }
 
