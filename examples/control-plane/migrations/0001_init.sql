@@ -13,6 +13,7 @@ CREATE TABLE agents (
     pattern_id INTEGER NOT NULL REFERENCES patterns(id) ON DELETE CASCADE,
     name       TEXT NOT NULL,
     role       TEXT NOT NULL,
+    position   INTEGER NOT NULL,
     UNIQUE (pattern_id, name)
 );
 
@@ -34,15 +35,15 @@ INSERT INTO patterns (name, version, description) VALUES
     ('parallel', '1.2.0', 'Agents run side by side and their answers are merged'),
     ('review', '2.0.1', 'A worker drafts, a reviewer scores the draft');
 
-INSERT INTO agents (pattern_id, name, role)
-SELECT p.id, a.name, a.role
+INSERT INTO agents (pattern_id, name, role, position)
+SELECT p.id, a.name, a.role, a.position
 FROM patterns p
 JOIN (VALUES
-    ('sequential', 'planner', 'plan'),
-    ('sequential', 'writer', 'draft'),
-    ('sequential', 'editor', 'refine'),
-    ('parallel', 'analyst-a', 'analyse'),
-    ('parallel', 'analyst-b', 'analyse'),
-    ('review', 'worker', 'draft'),
-    ('review', 'reviewer', 'score')
-) AS a(pattern, name, role) ON a.pattern = p.name;
+    ('sequential', 'planner', 'plan', 1),
+    ('sequential', 'writer', 'draft', 2),
+    ('sequential', 'editor', 'refine', 3),
+    ('parallel', 'analyst-a', 'analyse', 1),
+    ('parallel', 'analyst-b', 'analyse', 2),
+    ('review', 'worker', 'draft', 1),
+    ('review', 'reviewer', 'score', 2)
+) AS a(pattern, name, role, position) ON a.pattern = p.name;

@@ -1,17 +1,22 @@
-//! Redis cache in front of Postgres; every call is bounded so a dead Redis only costs milliseconds.
+//! Redis cache in front of Postgres; every call is bounded, and after a failure the cache is
+//! skipped for a moment, so a dead Redis costs the API almost nothing.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// Upper bound for any single Redis round trip, reconnect attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long API calls bypass Redis after it failed; readiness probes keep checking meanwhile.
+const BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Cache {
     conn: ConnectionManager,
+    skip_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Cache {
@@ -26,28 +31,50 @@ impl Cache {
             .set_max_delay(Duration::from_millis(100));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .context("creating the Redis connection manager")?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            skip_until: Arc::new(Mutex::new(None)),
+        })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        self.check_backoff()?;
         let mut conn = self.conn.clone();
-        bounded(async move { conn.get(key).await }).await
+        self.observe(bounded(async move { conn.get(key).await }).await)
     }
 
     pub async fn set(&self, key: &str, value: &str, ttl_secs: u64) -> Result<()> {
+        self.check_backoff()?;
         let mut conn = self.conn.clone();
-        bounded(async move { conn.set_ex(key, value, ttl_secs).await }).await
+        self.observe(bounded(async move { conn.set_ex(key, value, ttl_secs).await }).await)
     }
 
+    /// Always asks Redis (ignores the backoff), so readiness sees recovery at once.
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
-        let pong: String =
-            bounded(async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
+        let pong: String = self.observe(
+            bounded(async move { redis::cmd("PING").query_async(&mut conn).await }).await,
+        )?;
         if pong == "PONG" {
             Ok(())
         } else {
             Err(anyhow!("unexpected PING reply {pong:?}"))
         }
+    }
+
+    fn check_backoff(&self) -> Result<()> {
+        let skip_until = self.skip_until.lock().map(|g| *g).unwrap_or(None);
+        match skip_until {
+            Some(until) if Instant::now() < until => bail!("redis: skipped after a recent failure"),
+            _ => Ok(()),
+        }
+    }
+
+    fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
+        if let Ok(mut guard) = self.skip_until.lock() {
+            *guard = outcome.is_err().then(|| Instant::now() + BACKOFF);
+        }
+        outcome
     }
 }
 

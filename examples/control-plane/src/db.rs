@@ -68,7 +68,7 @@ pub struct NewExecution<'a> {
 }
 
 const PATTERNS: &str = "SELECT p.id, p.name, p.version, p.description,
-        COALESCE(json_agg(json_build_object('name', a.name, 'role', a.role) ORDER BY a.id)
+        COALESCE(json_agg(json_build_object('name', a.name, 'role', a.role) ORDER BY a.position)
                  FILTER (WHERE a.id IS NOT NULL), '[]')::text
     FROM patterns p LEFT JOIN agents a ON a.pattern_id = p.id";
 

@@ -51,21 +51,12 @@ pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
     let mut lease: Option<i64> = None;
     loop {
         lease = match lease {
-            None => match etcd.register(&reg.key, &reg.value).await {
-                Ok(id) => {
-                    tracing::info!(key = %reg.key, lease = id, "registered in etcd");
-                    Some(id)
-                }
-                Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "etcd registration failed, retrying");
-                    None
-                }
-            },
+            None => register_logged(&etcd, &reg).await,
             Some(id) => match etcd.keep_alive(id).await {
                 Ok(()) => Some(id),
                 Err(err) => {
                     tracing::warn!(error = %format!("{err:#}"), lease = id, "etcd lease lost, re-registering");
-                    None
+                    register_logged(&etcd, &reg).await
                 }
             },
         };
@@ -85,6 +76,19 @@ pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "revoking the etcd lease failed")
             }
+        }
+    }
+}
+
+async fn register_logged(etcd: &Etcd, reg: &Registration) -> Option<i64> {
+    match etcd.register(&reg.key, &reg.value).await {
+        Ok(id) => {
+            tracing::info!(key = %reg.key, lease = id, "registered in etcd");
+            Some(id)
+        }
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "etcd registration failed, retrying");
+            None
         }
     }
 }

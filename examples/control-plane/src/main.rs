@@ -64,13 +64,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "control-plane {command} failed");
+            // Also in plain text on stderr, for the operator or pipeline step that ran the command.
+            eprintln!("control-plane {command}: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn init_logging(level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Postgres NOTICEs arrive as info logs from tokio_postgres and are noise for operators.
+    let directives = format!("{level},tokio_postgres=warn");
+    let filter = EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -118,7 +123,8 @@ async fn healthcheck(config: &Config) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    tracing::info!(config = ?config.redacted(), "starting control-plane");
+    let shown = serde_json::to_string(&config.redacted()).unwrap_or_default();
+    tracing::info!(config = %shown, "starting control-plane");
     let config = Arc::new(config);
     let state = AppState {
         pool: db::pool(&config.database_url, config.db_pool_size)?,

@@ -22,6 +22,7 @@ pub async fn patterns(State(state): State<AppState>) -> Result<Response, ApiErro
     if let Ok(Some(text)) = &cached
         && let Ok(patterns) = serde_json::from_str::<Vec<db::Pattern>>(text)
     {
+        state.metrics.patterns_total.set(patterns.len() as i64);
         return Ok(with_cache_header(Json(patterns), "hit"));
     }
     let patterns = db::patterns(&state.pool)

@@ -18,6 +18,28 @@ pub async fn version_header(State(state): State<AppState>, req: Request, next: N
     response
 }
 
+/// The body-limit layers answer 413 in plain text; API clients get the same JSON error shape as elsewhere.
+pub async fn json_payload_too_large(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        let limit = state.config.max_body_bytes;
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {limit} bytes (MAX_BODY_BYTES)"),
+        )
+        .into_response();
+    }
+    response
+}
+
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // The route template, not the raw path, keeps label cardinality bounded.
     let route = req

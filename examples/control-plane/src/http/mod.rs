@@ -38,6 +38,10 @@ pub fn router(state: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::json_payload_too_large,
+        ))
         .layer(from_fn_with_state(state.clone(), middleware::require_token))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(from_fn_with_state(
