@@ -49,17 +49,23 @@ impl Cache {
         self.observe(bounded(async move { conn.set_ex(key, value, ttl_secs).await }).await)
     }
 
-    /// Always asks Redis (ignores the backoff), so readiness sees recovery at once.
+    /// Always asks Redis (ignores the backoff), so readiness sees recovery at once. A failure is
+    /// retried once because the first call after an outage only triggers the reconnect.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let pong: String = self.observe(
-            bounded(async move { redis::cmd("PING").query_async(&mut conn).await }).await,
-        )?;
+        let pong = match self.ping_once().await {
+            Ok(pong) => pong,
+            Err(_) => self.ping_once().await?,
+        };
         if pong == "PONG" {
             Ok(())
         } else {
             Err(anyhow!("unexpected PING reply {pong:?}"))
         }
+    }
+
+    async fn ping_once(&self) -> Result<String> {
+        let mut conn = self.conn.clone();
+        self.observe(bounded(async move { redis::cmd("PING").query_async(&mut conn).await }).await)
     }
 
     fn check_backoff(&self) -> Result<()> {

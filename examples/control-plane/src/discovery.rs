@@ -137,6 +137,7 @@ impl Etcd {
         Err(last)
     }
 
+    /// Errors drop the URL (an endpoint may carry credentials) but keep the cause chain.
     async fn post(&self, url: &str, body: &Value) -> Result<Value> {
         let response = self
             .http
@@ -144,12 +145,12 @@ impl Etcd {
             .json(body)
             .send()
             .await
-            .map_err(|e| anyhow!("{}", e.without_url()))?;
+            .map_err(|e| anyhow::Error::new(e.without_url()))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| anyhow!("{}", e.without_url()))?;
+            .map_err(|e| anyhow::Error::new(e.without_url()))?;
         if !status.is_success() {
             bail!(
                 "etcd answered {status}: {}",

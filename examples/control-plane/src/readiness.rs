@@ -78,7 +78,7 @@ async fn etcd(state: &AppState) -> Result<()> {
                 last = anyhow!("etcd reports unhealthy: {body}");
             }
             Ok(resp) => last = anyhow!("etcd /health answered {}", resp.status()),
-            Err(err) => last = anyhow!("{}", err.without_url()),
+            Err(err) => last = anyhow::Error::new(err.without_url()),
         }
     }
     Err(last)

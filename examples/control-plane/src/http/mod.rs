@@ -13,7 +13,8 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::state::AppState;
 
@@ -49,7 +50,8 @@ pub fn router(state: AppState) -> Router {
             middleware::record_metrics,
         ))
         .layer(cors(&state.config.cors_allowed_origins))
-        .layer(TraceLayer::new_for_http())
+        // A 503 from a degraded readiness probe is expected during outages: warn, not error.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
         .layer(from_fn_with_state(
             state.clone(),
             middleware::version_header,
