@@ -141,7 +141,8 @@ async fn serve(config: Config) -> Result<()> {
         }),
         config: config.clone(),
     };
-    tokio::spawn(warn_if_database_ahead(state.pool.clone()));
+    tokio::spawn(check_schema(state.pool.clone()));
+    tokio::spawn(count_patterns(state.clone()));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let registration = (!config.etcd_endpoints.is_empty()).then(|| {
@@ -180,8 +181,17 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// So `control_plane_patterns_total` is meaningful before the first `/api/v1/patterns` call.
+async fn count_patterns(state: AppState) {
+    if let Ok(Ok(patterns)) =
+        tokio::time::timeout(Duration::from_secs(5), db::patterns(&state.pool)).await
+    {
+        state.metrics.patterns_total.set(patterns.len() as i64);
+    }
+}
+
 /// A binary older than the database (e.g. after a rollback) still starts, but says so.
-async fn warn_if_database_ahead(pool: deadpool_postgres::Pool) {
+async fn check_schema(pool: deadpool_postgres::Pool) {
     let embedded = migrations::highest_embedded();
     match tokio::time::timeout(Duration::from_secs(5), db::applied_versions(&pool)).await {
         Ok(Ok(applied)) => match applied.last() {
