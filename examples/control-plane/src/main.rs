@@ -37,6 +37,10 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if !["serve", "migrate", "healthcheck"].contains(&command.as_str()) {
+        eprintln!("control-plane: unknown command {command:?}\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
