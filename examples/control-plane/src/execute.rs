@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use prometheus::IntGauge;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +19,7 @@ pub async fn run(pattern: &Pattern, input: &Value, metrics: &Metrics) -> Outcome
     let digest = Sha256::digest(input.to_string().as_bytes());
     let mut steps = Vec::new();
     for (i, agent) in pattern.agents.iter().enumerate() {
-        metrics.agents_active.inc();
+        let active = ActiveAgent::start(&metrics.agents_active);
         let task_start = Instant::now();
         // A few milliseconds of simulated work, varying with the input so latency has a real spread.
         tokio::time::sleep(Duration::from_millis(
@@ -26,7 +27,7 @@ pub async fn run(pattern: &Pattern, input: &Value, metrics: &Metrics) -> Outcome
         ))
         .await;
         let seconds = task_start.elapsed().as_secs_f64();
-        metrics.agents_active.dec();
+        drop(active);
         metrics
             .agent_task_duration
             .with_label_values(&[agent.role.as_str()])
@@ -39,6 +40,22 @@ pub async fn run(pattern: &Pattern, input: &Value, metrics: &Metrics) -> Outcome
         output: json!({ "steps": steps, "digest": hex(&digest[..8]) }),
         confidence: confidence(&digest),
         duration_ms: round2(start.elapsed().as_secs_f64() * 1000.0),
+    }
+}
+
+/// Counts an agent as active until dropped, so a request cancelled mid-task (client gone) still decrements.
+struct ActiveAgent(IntGauge);
+
+impl ActiveAgent {
+    fn start(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for ActiveAgent {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -59,6 +76,15 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_agent_is_released_on_drop() {
+        let gauge = IntGauge::new("g", "g").unwrap();
+        let active = ActiveAgent::start(&gauge);
+        assert_eq!(gauge.get(), 1);
+        drop(active);
+        assert_eq!(gauge.get(), 0);
+    }
 
     #[test]
     fn confidence_stays_in_range() {
