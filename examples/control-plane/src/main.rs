@@ -94,9 +94,9 @@ async fn migrate(config: &Config) -> Result<()> {
     )
     .await
     .context("connecting to Postgres timed out")?
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "connecting to Postgres at {}: {e}",
+    .with_context(|| {
+        format!(
+            "connecting to Postgres at {}",
             redact::redact_url(&config.database_url)
         )
     })?;

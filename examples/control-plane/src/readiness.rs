@@ -59,7 +59,7 @@ async fn timed(check: impl Future<Output = Result<()>>) -> Check {
 }
 
 async fn postgres(state: &AppState) -> Result<()> {
-    let client = state.pool.get().await.map_err(|e| anyhow!("{e}"))?;
+    let client = state.pool.get().await?;
     client.simple_query("SELECT 1").await?;
     Ok(())
 }

@@ -58,7 +58,6 @@ fn with_cache_header(body: impl IntoResponse, outcome: &'static str) -> Response
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ExecutionRequest {
     pattern: String,
     #[serde(default)]
