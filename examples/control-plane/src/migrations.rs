@@ -6,8 +6,8 @@ use tokio_postgres::Client;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
 
-/// Arbitrary constant shared by every migrator, so two concurrent `migrate` runs serialise.
-const ADVISORY_LOCK_KEY: i64 = 0x636f_6e74_726f_6c;
+/// "control" in ASCII: a constant shared by every migrator, so two concurrent `migrate` runs serialise.
+const ADVISORY_LOCK_KEY: i64 = 0x0063_6f6e_7472_6f6c;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
