@@ -70,3 +70,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }
+
+#[cfg(test)]
+mod tests;
