@@ -340,6 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn split_keeps_sources_and_drops_empty_documents() {
+        let yaml = "---\n# Source: c/templates/empty.yaml\n---\n# Source: c/templates/a.yaml\nkind: A\n--- # trailing\nkind: B\n";
+        let docs = split_documents(yaml);
+        assert_eq!(
+            docs,
+            [
+                Document {
+                    source: Some("c/templates/a.yaml".into()),
+                    text: "# Source: c/templates/a.yaml\nkind: A\n".into()
+                },
+                Document {
+                    source: None,
+                    text: "kind: B\n".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn unmodelled_kinds_are_kept_untyped() {
         let objects = parse_rendered(
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n",

@@ -376,6 +376,20 @@ mod tests {
     }
 
     #[test]
+    fn pod_level_non_root_covers_containers_that_do_not_say() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  initContainers:\n    - name: init\n      image: busybox:1.36\n      resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {cpu: 10m, memory: 8Mi}}\n  containers: []\n";
+        assert_eq!(check(yaml), vec![]);
+        let root = yaml.replace("runAsNonRoot: true", "runAsNonRoot: false");
+        let found = check(&root);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].object, "Pod/p");
+        assert_eq!(
+            found[0].field,
+            "spec.initContainers[0].securityContext.runAsNonRoot"
+        );
+    }
+
+    #[test]
     fn init_containers_need_resources_and_non_root_too() {
         let yaml = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    spec:\n      securityContext: {runAsNonRoot: true}\n      initContainers:\n        - name: wait\n          image: busybox:1.36\n      containers: []\n";
         let found = check(yaml);
