@@ -1,20 +1,13 @@
 //! Installs the helm stand-in (tools/helm/helm over the PyPI package helm-python-sdk) into `.venv/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-/// Serialises installs within this process: tests call `ensure` from parallel threads.
-static INSTALL: Mutex<()> = Mutex::new(());
-
 /// Makes `.venv/` at the repo root hold the stand-in's requirements and returns a directory
 /// with an executable `helm` in it, to put first on PATH. Quick when already done.
 pub fn ensure(sh: &Shell, repo_root: &Path) -> anyhow::Result<PathBuf> {
-    let _guard = INSTALL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let script = repo_root.join("tools/helm/helm");
     let requirements_file = repo_root.join("tools/helm/requirements.txt");
     let requirements = std::fs::read_to_string(&requirements_file)
@@ -24,6 +17,14 @@ pub fn ensure(sh: &Shell, repo_root: &Path) -> anyhow::Result<PathBuf> {
     }
     let venv = repo_root.join(".venv");
     let python = venv.join("bin/python");
+    // Tests (parallel threads) and pipeline runs (other processes) may install at once;
+    // flock serialises both, and is released when the file is closed.
+    std::fs::create_dir_all(&venv).with_context(|| format!("creating {}", venv.display()))?;
+    let lock_path = venv.join(".helm-standin.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
     // The marker records which requirements were installed, so a changed pin reinstalls.
     let marker = venv.join(".helm-standin-requirements");
     if !python.exists() {
