@@ -82,3 +82,34 @@ pub fn check_chart(
         objects,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_object_field_message_and_source() {
+        let policy = ChartFailure::Policy(vec![Violation {
+            object: "Deployment/control-plane".into(),
+            field: "spec.template.spec.containers[0].resources.limits.memory".into(),
+            message: "container \"control-plane\" has no memory limit".into(),
+            source: Some("control-plane/templates/deployment.yaml".into()),
+        }]);
+        assert_eq!(
+            policy.to_string(),
+            "1 policy violation(s):\n  Deployment/control-plane spec.template.spec.containers[0].resources.limits.memory: \
+             container \"control-plane\" has no memory limit (from control-plane/templates/deployment.yaml)\n"
+        );
+        let parse = ChartFailure::Parse(vec![ParseProblem {
+            source: Some("control-plane/templates/service.yaml".into()),
+            object: Some("Service/control-plane".into()),
+            field: "spec.ports[0].targetPorts".into(),
+            message: "unknown field".into(),
+        }]);
+        assert_eq!(
+            parse.to_string(),
+            "the rendering has 1 invalid field(s):\n  control-plane/templates/service.yaml: Service/control-plane: \
+             spec.ports[0].targetPorts: unknown field\n"
+        );
+    }
+}

@@ -309,6 +309,10 @@ mod tests {
             "spec.template.spec.containers[0].ports[0].containerPort"
         );
         assert_eq!(
+            problems[0].message,
+            "invalid type: string \"eight-thousand\", expected i32"
+        );
+        assert_eq!(
             problems[0].source.as_deref(),
             Some("control-plane/templates/deployment.yaml")
         );
