@@ -10,10 +10,7 @@ use super::{ChartFailure, PolicyInput, check_chart, render, standin};
 const TAG: &str = "1.2.3";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repo root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the repo root").to_path_buf()
 }
 
 /// The stand-in's launcher; in CI a missing stand-in fails the test instead of skipping it.
@@ -57,10 +54,7 @@ fn fixture_chart(case: &str, with_tag: bool) -> (tempfile::TempDir, ChartArgs) {
     let root = repo_root();
     let case_dir = root.join("helm/testdata/charts").join(case);
     assert!(case_dir.is_dir(), "no fixture chart {}", case_dir.display());
-    let tmp = tempfile::Builder::new()
-        .prefix("xtask-helm-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::Builder::new().prefix("xtask-helm-").tempdir().unwrap();
     let chart = tmp.path().join("control-plane");
     copy_tree(&root.join("helm/control-plane"), &chart);
     if case_dir.join("overlay").is_dir() {
@@ -70,16 +64,8 @@ fn fixture_chart(case: &str, with_tag: bool) -> (tempfile::TempDir, ChartArgs) {
     let args = ChartArgs {
         release: "control-plane".into(),
         chart,
-        values_files: if values.exists() {
-            vec![values]
-        } else {
-            vec![]
-        },
-        set: if with_tag {
-            vec![format!("image.tag={TAG}")]
-        } else {
-            vec![]
-        },
+        values_files: if values.exists() { vec![values] } else { vec![] },
+        set: if with_tag { vec![format!("image.tag={TAG}")] } else { vec![] },
         namespace: None,
     };
     (tmp, args)
@@ -102,29 +88,11 @@ fn real_chart_passes_for_every_environment() {
             namespace: Some(env.into()),
         };
         let checked = check(&helm, &args).unwrap_or_else(|failure| panic!("{env}: {failure}"));
-        assert!(
-            checked
-                .lint
-                .stdout
-                .contains("1 chart(s) linted, 0 chart(s) failed"),
-            "{}",
-            checked.lint.stdout
-        );
-        assert!(
-            checked
-                .rendered
-                .contains("# Source: control-plane/templates/deployment.yaml")
-        );
+        assert!(checked.lint.stdout.contains("1 chart(s) linted, 0 chart(s) failed"), "{}", checked.lint.stdout);
+        assert!(checked.rendered.contains("# Source: control-plane/templates/deployment.yaml"));
         let kinds: Vec<_> = checked.objects.iter().map(|o| o.kind.as_str()).collect();
-        assert!(
-            kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"),
-            "{env}: {kinds:?}"
-        );
-        assert_eq!(
-            kinds.contains(&"HorizontalPodAutoscaler"),
-            env != "local",
-            "{env}: {kinds:?}"
-        );
+        assert!(kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"), "{env}: {kinds:?}");
+        assert_eq!(kinds.contains(&"HorizontalPodAutoscaler"), env != "local", "{env}: {kinds:?}");
     }
 }
 
@@ -132,13 +100,8 @@ fn real_chart_passes_for_every_environment() {
 fn missing_limits_fail_the_policy() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("missing-limits", true);
-    let Err(ChartFailure::Policy(found)) = check(&helm, &args) else {
-        panic!("expected a policy failure")
-    };
-    let fields: Vec<_> = found
-        .iter()
-        .map(|v| format!("{} {}", v.object, v.field))
-        .collect();
+    let Err(ChartFailure::Policy(found)) = check(&helm, &args) else { panic!("expected a policy failure") };
+    let fields: Vec<_> = found.iter().map(|v| format!("{} {}", v.object, v.field)).collect();
     assert_eq!(
         fields,
         [
@@ -152,33 +115,18 @@ fn missing_limits_fail_the_policy() {
 fn probe_on_wrong_path_fails_the_policy() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("wrong-probe-path", true);
-    let Err(ChartFailure::Policy(found)) = check(&helm, &args) else {
-        panic!("expected a policy failure")
-    };
+    let Err(ChartFailure::Policy(found)) = check(&helm, &args) else { panic!("expected a policy failure") };
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(
-        found[0].field,
-        "spec.template.spec.containers[0].livenessProbe.httpGet.path"
-    );
+    assert_eq!(found[0].field, "spec.template.spec.containers[0].livenessProbe.httpGet.path");
 }
 
 #[test]
 fn latest_tag_is_refused_by_the_values_schema() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("latest-tag", false);
-    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else {
-        panic!("expected lint to fail")
-    };
-    assert!(
-        out.stdout
-            .contains("[ERROR] values.yaml: - at '/image/tag'"),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(
-        out.stderr.trim_end().lines().last(),
-        Some("Error: 1 chart(s) linted, 1 chart(s) failed")
-    );
+    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else { panic!("expected lint to fail") };
+    assert!(out.stdout.contains("[ERROR] values.yaml: - at '/image/tag'"), "{}", out.stdout);
+    assert_eq!(out.stderr.trim_end().lines().last(), Some("Error: 1 chart(s) linted, 1 chart(s) failed"));
     assert_eq!(out.exit_code, Some(1));
 }
 
@@ -186,19 +134,13 @@ fn latest_tag_is_refused_by_the_values_schema() {
 fn template_error_fails_lint() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("template-error", true);
-    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else {
-        panic!("expected lint to fail")
-    };
+    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else { panic!("expected lint to fail") };
     assert!(out.stdout.starts_with("==> Linting "), "{}", out.stdout);
     assert!(out.stdout.contains("[ERROR] templates/"), "{}", out.stdout);
     assert!(out.stdout.contains("nosuchfunction"), "{}", out.stdout);
     let template = render::template(&Shell::new().unwrap(), &helm, &args).unwrap();
     assert_eq!(template.exit_code, Some(1));
-    assert!(
-        template.stderr.starts_with("Error: "),
-        "{}",
-        template.stderr
-    );
+    assert!(template.stderr.starts_with("Error: "), "{}", template.stderr);
     assert!(template.stdout.is_empty());
 }
 
@@ -206,31 +148,19 @@ fn template_error_fails_lint() {
 fn schema_violation_fails_lint() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("schema-violation", true);
-    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else {
-        panic!("expected lint to fail")
-    };
-    assert!(
-        out.stdout
-            .contains("- at '/replicaCount': got string, want integer"),
-        "{}",
-        out.stdout
-    );
+    let Err(ChartFailure::Lint(out)) = check(&helm, &args) else { panic!("expected lint to fail") };
+    assert!(out.stdout.contains("- at '/replicaCount': got string, want integer"), "{}", out.stdout);
 }
 
 #[test]
 fn unknown_field_fails_the_typed_parse() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("unknown-field", true);
-    let Err(ChartFailure::Parse(problems)) = check(&helm, &args) else {
-        panic!("expected a parse failure")
-    };
+    let Err(ChartFailure::Parse(problems)) = check(&helm, &args) else { panic!("expected a parse failure") };
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].object.as_deref(), Some("Service/control-plane"));
     assert_eq!(problems[0].field, "spec.ports[0].targetPorts");
-    assert_eq!(
-        problems[0].source.as_deref(),
-        Some("control-plane/templates/service.yaml")
-    );
+    assert_eq!(problems[0].source.as_deref(), Some("control-plane/templates/service.yaml"));
 }
 
 #[test]
@@ -238,30 +168,16 @@ fn missing_required_value_fails_template_not_lint() {
     let Some(helm) = helm() else { return };
     let (_tmp, args) = fixture_chart("missing-required", false);
     // Helm lints in a mode where `required` only warns, as the real CLI does.
-    let Err(ChartFailure::Template(out)) = check(&helm, &args) else {
-        panic!("expected template to fail")
-    };
+    let Err(ChartFailure::Template(out)) = check(&helm, &args) else { panic!("expected template to fail") };
     assert_eq!(out.exit_code, Some(1));
-    assert!(
-        out.stderr
-            .contains("Error: execution error at (control-plane/templates/"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("image.tag is required"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("Error: execution error at (control-plane/templates/"), "{}", out.stderr);
+    assert!(out.stderr.contains("image.tag is required"), "{}", out.stderr);
 }
 
 #[test]
 fn version_names_the_helm_sdk() {
     let Some(helm) = helm() else { return };
     let sh = Shell::new().unwrap();
-    let out = xshell::cmd!(sh, "{helm} version --short")
-        .quiet()
-        .read()
-        .unwrap();
+    let out = xshell::cmd!(sh, "{helm} version --short").quiet().read().unwrap();
     assert!(out.starts_with("v4."), "{out}");
 }

@@ -31,10 +31,7 @@ pub enum DryRunOutcome {
     /// Every object was accepted by the API server.
     Accepted { objects: Vec<String> },
     /// The objects the API server refused, with its message.
-    Rejected {
-        accepted: Vec<String>,
-        rejected: Vec<(String, String)>,
-    },
+    Rejected { accepted: Vec<String>, rejected: Vec<(String, String)> },
 }
 
 /// Asks the cluster to validate every object with a server-side apply dry run. With no target
@@ -62,11 +59,7 @@ pub async fn server_side_dry_run(
             }
             Err(err) => {
                 return Err(err).with_context(|| {
-                    format!(
-                        "cluster of context {:?} could not be asked about {}",
-                        target.context,
-                        object.id()
-                    )
+                    format!("cluster of context {:?} could not be asked about {}", target.context, object.id())
                 });
             }
         }
@@ -82,14 +75,11 @@ async fn client(target: &ClusterTarget) -> anyhow::Result<kube::Client> {
     // With more than one rustls provider compiled in (bollard may bring aws-lc-rs), rustls
     // refuses to pick one, so kube's TLS set-up would fail; an already installed one is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = KubeConfigOptions {
-        context: Some(target.context.clone()),
-        ..Default::default()
-    };
+    let options = KubeConfigOptions { context: Some(target.context.clone()), ..Default::default() };
     let config = match &target.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let kubeconfig =
+                Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
         None => kube::Config::from_kubeconfig(&options).await,
@@ -104,23 +94,17 @@ async fn apply_one(
     object: &RenderedObject,
     params: &PatchParams,
 ) -> Result<(), kube::Error> {
-    let types = TypeMeta {
-        api_version: object.api_version.clone(),
-        kind: object.kind.clone(),
-    };
-    let gvk = GroupVersionKind::try_from(&types).map_err(|err| {
-        kube::Error::Discovery(DiscoveryError::InvalidGroupVersion(err.to_string()))
-    })?;
+    let types = TypeMeta { api_version: object.api_version.clone(), kind: object.kind.clone() };
+    let gvk = GroupVersionKind::try_from(&types)
+        .map_err(|err| kube::Error::Discovery(DiscoveryError::InvalidGroupVersion(err.to_string())))?;
     let (resource, capabilities) = discovery::pinned_kind(client, &gvk).await?;
     let namespace = object.namespace.as_deref().unwrap_or(namespace);
     let api: Api<DynamicObject> = match capabilities.scope {
         Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
         Scope::Cluster => Api::all_with(client.clone(), &resource),
     };
-    let body: DynamicObject =
-        serde_json::from_value(object.value.clone()).map_err(kube::Error::SerdeError)?;
-    api.patch(&object.name, params, &Patch::Apply(&body))
-        .await?;
+    let body: DynamicObject = serde_json::from_value(object.value.clone()).map_err(kube::Error::SerdeError)?;
+    api.patch(&object.name, params, &Patch::Apply(&body)).await?;
     Ok(())
 }
 
@@ -147,11 +131,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_api_server_is_an_error_not_a_rejection() {
         // A port nothing listens on: bind one, note it, and close it again.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("config");
         std::fs::write(
@@ -163,14 +143,9 @@ mod tests {
             ),
         )
         .unwrap();
-        let target = ClusterTarget {
-            context: "rehearsal".into(),
-            kubeconfig: Some(kubeconfig),
-            namespace: "default".into(),
-        };
-        let err = server_side_dry_run(Some(&target), &objects())
-            .await
-            .unwrap_err();
+        let target =
+            ClusterTarget { context: "rehearsal".into(), kubeconfig: Some(kubeconfig), namespace: "default".into() };
+        let err = server_side_dry_run(Some(&target), &objects()).await.unwrap_err();
         assert!(format!("{err:#}").contains("could not be asked"), "{err:#}");
     }
 
@@ -178,22 +153,10 @@ mod tests {
     async fn unknown_context_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("config");
-        std::fs::write(
-            &kubeconfig,
-            "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-        )
-        .unwrap();
-        let target = ClusterTarget {
-            context: "nope".into(),
-            kubeconfig: Some(kubeconfig),
-            namespace: "default".into(),
-        };
-        let err = server_side_dry_run(Some(&target), &objects())
-            .await
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("loading Kubernetes context \"nope\""),
-            "{err:#}"
-        );
+        std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n").unwrap();
+        let target =
+            ClusterTarget { context: "nope".into(), kubeconfig: Some(kubeconfig), namespace: "default".into() };
+        let err = server_side_dry_run(Some(&target), &objects()).await.unwrap_err();
+        assert!(format!("{err:#}").contains("loading Kubernetes context \"nope\""), "{err:#}");
     }
 }

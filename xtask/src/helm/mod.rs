@@ -76,11 +76,7 @@ pub fn check_chart(
     if !violations.is_empty() {
         return Ok(Err(ChartFailure::Policy(violations)));
     }
-    Ok(Ok(ChartChecked {
-        lint,
-        rendered: template.stdout,
-        objects,
-    }))
+    Ok(Ok(ChartChecked { lint, rendered: template.stdout, objects }))
 }
 
 #[cfg(test)]

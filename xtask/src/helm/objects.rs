@@ -83,20 +83,11 @@ pub struct Document {
 /// Cuts a rendering at its `---` lines, remembering each document's `# Source:` comment.
 pub fn split_documents(yaml: &str) -> Vec<Document> {
     let mut docs = Vec::new();
-    let mut current = Document {
-        source: None,
-        text: String::new(),
-    };
+    let mut current = Document { source: None, text: String::new() };
     for line in yaml.lines() {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed.starts_with("--- ") {
-            docs.push(std::mem::replace(
-                &mut current,
-                Document {
-                    source: None,
-                    text: String::new(),
-                },
-            ));
+            docs.push(std::mem::replace(&mut current, Document { source: None, text: String::new() }));
             continue;
         }
         if current.source.is_none()
@@ -108,11 +99,7 @@ pub fn split_documents(yaml: &str) -> Vec<Document> {
         current.text.push('\n');
     }
     docs.push(current);
-    docs.retain(|doc| {
-        doc.text
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
+    docs.retain(|doc| doc.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
     docs
 }
 
@@ -126,11 +113,7 @@ pub fn parse_rendered(yaml: &str) -> Result<Vec<RenderedObject>, Vec<ParseProble
             Err(mut found) => problems.append(&mut found),
         }
     }
-    if problems.is_empty() {
-        Ok(objects)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(objects) } else { Err(problems) }
 }
 
 fn parse_document(doc: &Document) -> Result<RenderedObject, Vec<ParseProblem>> {
@@ -140,34 +123,21 @@ fn parse_document(doc: &Document) -> Result<RenderedObject, Vec<ParseProblem>> {
         field: field.to_string(),
         message,
     };
-    let value: Value = serde_yaml::from_str(&doc.text)
-        .map_err(|err| vec![problem(None, ".", format!("not valid YAML: {err}"))])?;
+    let value: Value =
+        serde_yaml::from_str(&doc.text).map_err(|err| vec![problem(None, ".", format!("not valid YAML: {err}"))])?;
     let Value::Object(map) = &value else {
         return Err(vec![problem(None, ".", "document is not a mapping".into())]);
     };
     let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
     let metadata = map.get("metadata");
-    let name = metadata
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let namespace = metadata
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let (Some(kind), Some(api_version), Some(name)) = (text("kind"), text("apiVersion"), name)
-    else {
+    let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_string);
+    let namespace = metadata.and_then(|m| m.get("namespace")).and_then(Value::as_str).map(str::to_string);
+    let (Some(kind), Some(api_version), Some(name)) = (text("kind"), text("apiVersion"), name) else {
         let mut missing = Vec::new();
         for (field, present) in [
             ("apiVersion", text("apiVersion").is_some()),
             ("kind", text("kind").is_some()),
-            (
-                "metadata.name",
-                metadata
-                    .and_then(|m| m.get("name"))
-                    .and_then(Value::as_str)
-                    .is_some(),
-            ),
+            ("metadata.name", metadata.and_then(|m| m.get("name")).and_then(Value::as_str).is_some()),
         ] {
             if !present {
                 missing.push(problem(None, field, "missing or not a string".into()));
@@ -177,20 +147,9 @@ fn parse_document(doc: &Document) -> Result<RenderedObject, Vec<ParseProblem>> {
     };
     let id = format!("{kind}/{name}");
     let typed = typed_object(&kind, &value).map_err(|found| {
-        found
-            .into_iter()
-            .map(|(field, message)| problem(Some(id.clone()), &field, message))
-            .collect::<Vec<_>>()
+        found.into_iter().map(|(field, message)| problem(Some(id.clone()), &field, message)).collect::<Vec<_>>()
     })?;
-    Ok(RenderedObject {
-        source: doc.source.clone(),
-        kind,
-        api_version,
-        name,
-        namespace,
-        typed,
-        value,
-    })
+    Ok(RenderedObject { source: doc.source.clone(), kind, api_version, name, namespace, typed, value })
 }
 
 fn typed_object(kind: &str, value: &Value) -> Result<Typed, Vec<(String, String)>> {
@@ -222,10 +181,9 @@ fn strict<K: DeserializeOwned>(value: &Value) -> Result<Box<K>, Vec<(String, Str
     };
     match parsed {
         Err(err) => Err(vec![(err.path().to_string(), err.inner().to_string())]),
-        Ok(_) if !unknown.is_empty() => Err(unknown
-            .into_iter()
-            .map(|field| (field, "unknown field".to_string()))
-            .collect()),
+        Ok(_) if !unknown.is_empty() => {
+            Err(unknown.into_iter().map(|field| (field, "unknown field".to_string())).collect())
+        }
         Ok(object) => Ok(Box::new(object)),
     }
 }
@@ -238,15 +196,11 @@ fn ignored_path(path: &serde_ignored::Path) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
         Path::Map { parent, key } => {
             let parent = ignored_path(parent);
-            if parent.is_empty() {
-                key.clone()
-            } else {
-                format!("{parent}.{key}")
-            }
+            if parent.is_empty() { key.clone() } else { format!("{parent}.{key}") }
         }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => ignored_path(parent),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
     }
 }
 
@@ -260,30 +214,17 @@ mod tests {
     fn good_rendering_parses_every_document_with_its_source() {
         let objects = parse_rendered(GOOD).expect("good rendering parses");
         let ids: Vec<_> = objects.iter().map(RenderedObject::id).collect();
-        assert!(
-            ids.contains(&"Deployment/control-plane".to_string()),
-            "{ids:?}"
-        );
-        assert!(
-            ids.contains(&"HorizontalPodAutoscaler/control-plane".to_string()),
-            "{ids:?}"
-        );
-        assert!(
-            ids.contains(&"PodDisruptionBudget/control-plane".to_string()),
-            "{ids:?}"
-        );
+        assert!(ids.contains(&"Deployment/control-plane".to_string()), "{ids:?}");
+        assert!(ids.contains(&"HorizontalPodAutoscaler/control-plane".to_string()), "{ids:?}");
+        assert!(ids.contains(&"PodDisruptionBudget/control-plane".to_string()), "{ids:?}");
         let deployment = objects.iter().find(|o| o.kind == "Deployment").unwrap();
-        assert_eq!(
-            deployment.source.as_deref(),
-            Some("control-plane/templates/deployment.yaml")
-        );
+        assert_eq!(deployment.source.as_deref(), Some("control-plane/templates/deployment.yaml"));
         assert!(matches!(deployment.typed, Typed::Deployment(_)));
     }
 
     #[test]
     fn unknown_field_is_reported_with_object_field_and_source() {
-        let problems = parse_rendered(include_str!("../../tests/fixtures/helm/unknown-field.yaml"))
-            .unwrap_err();
+        let problems = parse_rendered(include_str!("../../tests/fixtures/helm/unknown-field.yaml")).unwrap_err();
         assert_eq!(
             problems,
             vec![ParseProblem {
@@ -297,50 +238,27 @@ mod tests {
 
     #[test]
     fn wrong_type_is_reported_with_object_and_field() {
-        let problems =
-            parse_rendered(include_str!("../../tests/fixtures/helm/wrong-type.yaml")).unwrap_err();
+        let problems = parse_rendered(include_str!("../../tests/fixtures/helm/wrong-type.yaml")).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(
-            problems[0].object.as_deref(),
-            Some("Deployment/control-plane")
-        );
-        assert_eq!(
-            problems[0].field,
-            "spec.template.spec.containers[0].ports[0].containerPort"
-        );
-        assert_eq!(
-            problems[0].message,
-            "invalid type: string \"eight-thousand\", expected i32"
-        );
-        assert_eq!(
-            problems[0].source.as_deref(),
-            Some("control-plane/templates/deployment.yaml")
-        );
+        assert_eq!(problems[0].object.as_deref(), Some("Deployment/control-plane"));
+        assert_eq!(problems[0].field, "spec.template.spec.containers[0].ports[0].containerPort");
+        assert_eq!(problems[0].message, "invalid type: string \"eight-thousand\", expected i32");
+        assert_eq!(problems[0].source.as_deref(), Some("control-plane/templates/deployment.yaml"));
     }
 
     #[test]
     fn document_without_kind_or_name_is_a_problem() {
-        let problems =
-            parse_rendered("---\n# Source: c/templates/x.yaml\napiVersion: v1\nmetadata: {}\n")
-                .unwrap_err();
+        let problems = parse_rendered("---\n# Source: c/templates/x.yaml\napiVersion: v1\nmetadata: {}\n").unwrap_err();
         let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["kind", "metadata.name"]);
-        assert!(
-            problems
-                .iter()
-                .all(|p| p.source.as_deref() == Some("c/templates/x.yaml"))
-        );
+        assert!(problems.iter().all(|p| p.source.as_deref() == Some("c/templates/x.yaml")));
     }
 
     #[test]
     fn invalid_yaml_is_a_problem_not_a_panic() {
         let problems = parse_rendered("---\n# Source: c/templates/x.yaml\nkind: [\n").unwrap_err();
         assert_eq!(problems[0].field, ".");
-        assert!(
-            problems[0].message.starts_with("not valid YAML"),
-            "{}",
-            problems[0].message
-        );
+        assert!(problems[0].message.starts_with("not valid YAML"), "{}", problems[0].message);
     }
 
     #[test]
@@ -354,20 +272,15 @@ mod tests {
                     source: Some("c/templates/a.yaml".into()),
                     text: "# Source: c/templates/a.yaml\nkind: A\n".into()
                 },
-                Document {
-                    source: None,
-                    text: "kind: B\n".into()
-                },
+                Document { source: None, text: "kind: B\n".into() },
             ]
         );
     }
 
     #[test]
     fn unmodelled_kinds_are_kept_untyped() {
-        let objects = parse_rendered(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n",
-        )
-        .unwrap();
+        let objects =
+            parse_rendered("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n").unwrap();
         assert!(matches!(objects[0].typed, Typed::Other));
         assert_eq!(objects[0].id(), "Ingress/web");
         assert_eq!(objects[0].source, None);

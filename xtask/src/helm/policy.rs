@@ -44,12 +44,7 @@ pub fn check_policies(objs: &[RenderedObject], input: &PolicyInput) -> Vec<Viola
             continue;
         };
         let mut report = |field: String, message: String| {
-            found.push(Violation {
-                object: obj.id(),
-                field,
-                message,
-                source: obj.source.clone(),
-            })
+            found.push(Violation { object: obj.id(), field, message, source: obj.source.clone() })
         };
         let init = pod
             .init_containers
@@ -57,11 +52,7 @@ pub fn check_policies(objs: &[RenderedObject], input: &PolicyInput) -> Vec<Viola
             .flatten()
             .enumerate()
             .map(|(i, c)| (format!("{prefix}.initContainers[{i}]"), c, false));
-        let app = pod
-            .containers
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("{prefix}.containers[{i}]"), c, true));
+        let app = pod.containers.iter().enumerate().map(|(i, c)| (format!("{prefix}.containers[{i}]"), c, true));
         for (path, container, is_app) in init.chain(app) {
             check_resources(&path, container, &mut report);
             check_non_root(&path, pod, container, &mut report);
@@ -80,12 +71,7 @@ pub fn check_policies(objs: &[RenderedObject], input: &PolicyInput) -> Vec<Viola
                     &input.readiness_path,
                     &mut report,
                 );
-                check_image(
-                    &path,
-                    container,
-                    input.expected_image_tag.as_deref(),
-                    &mut report,
-                );
+                check_image(&path, container, input.expected_image_tag.as_deref(), &mut report);
             } else {
                 check_image(&path, container, None, &mut report);
             }
@@ -97,32 +83,13 @@ pub fn check_policies(objs: &[RenderedObject], input: &PolicyInput) -> Vec<Viola
 /// The pod template of workload kinds, with the field path that leads to it.
 fn pod_spec(obj: &RenderedObject) -> Option<(&'static str, &PodSpec)> {
     match &obj.typed {
-        Typed::Deployment(d) => Some((
-            "spec.template.spec",
-            d.spec.as_ref()?.template.spec.as_ref()?,
-        )),
-        Typed::StatefulSet(s) => Some((
-            "spec.template.spec",
-            s.spec.as_ref()?.template.spec.as_ref()?,
-        )),
-        Typed::DaemonSet(d) => Some((
-            "spec.template.spec",
-            d.spec.as_ref()?.template.spec.as_ref()?,
-        )),
-        Typed::Job(j) => Some((
-            "spec.template.spec",
-            j.spec.as_ref()?.template.spec.as_ref()?,
-        )),
+        Typed::Deployment(d) => Some(("spec.template.spec", d.spec.as_ref()?.template.spec.as_ref()?)),
+        Typed::StatefulSet(s) => Some(("spec.template.spec", s.spec.as_ref()?.template.spec.as_ref()?)),
+        Typed::DaemonSet(d) => Some(("spec.template.spec", d.spec.as_ref()?.template.spec.as_ref()?)),
+        Typed::Job(j) => Some(("spec.template.spec", j.spec.as_ref()?.template.spec.as_ref()?)),
         Typed::CronJob(c) => Some((
             "spec.jobTemplate.spec.template.spec",
-            c.spec
-                .as_ref()?
-                .job_template
-                .spec
-                .as_ref()?
-                .template
-                .spec
-                .as_ref()?,
+            c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.as_ref()?,
         )),
         Typed::Pod(p) => Some(("spec", p.spec.as_ref()?)),
         _ => None,
@@ -137,11 +104,7 @@ fn check_resources(path: &str, container: &Container, report: &mut impl FnMut(St
     ] {
         for resource in ["cpu", "memory"] {
             if list.is_none_or(|l| !l.contains_key(resource)) {
-                let noun = if kind == "requests" {
-                    "request"
-                } else {
-                    "limit"
-                };
+                let noun = if kind == "requests" { "request" } else { "limit" };
                 report(
                     format!("{path}.resources.{kind}.{resource}"),
                     format!("container {:?} has no {resource} {noun}", container.name),
@@ -151,92 +114,52 @@ fn check_resources(path: &str, container: &Container, report: &mut impl FnMut(St
     }
 }
 
-fn check_probe(
-    path: &str,
-    what: &str,
-    probe: Option<&Probe>,
-    expected: &str,
-    report: &mut impl FnMut(String, String),
-) {
+fn check_probe(path: &str, what: &str, probe: Option<&Probe>, expected: &str, report: &mut impl FnMut(String, String)) {
     let Some(probe) = probe else {
-        return report(
-            path.to_string(),
-            format!("no {what} probe (expected an HTTP GET on {expected})"),
-        );
+        return report(path.to_string(), format!("no {what} probe (expected an HTTP GET on {expected})"));
     };
     let Some(get) = probe.http_get.as_ref() else {
-        return report(
-            format!("{path}.httpGet"),
-            format!("the {what} probe is not an HTTP GET on {expected}"),
-        );
+        return report(format!("{path}.httpGet"), format!("the {what} probe is not an HTTP GET on {expected}"));
     };
     let actual = get.path.as_deref().unwrap_or("/");
     if actual != expected {
         report(
             format!("{path}.httpGet.path"),
-            format!(
-                "the {what} probe checks {actual}, but the service's {what} endpoint is {expected}"
-            ),
+            format!("the {what} probe checks {actual}, but the service's {what} endpoint is {expected}"),
         );
     }
 }
 
-fn check_image(
-    path: &str,
-    container: &Container,
-    expected_tag: Option<&str>,
-    report: &mut impl FnMut(String, String),
-) {
+fn check_image(path: &str, container: &Container, expected_tag: Option<&str>, report: &mut impl FnMut(String, String)) {
     let field = format!("{path}.image");
     let Some(image) = container.image.as_deref().filter(|i| !i.is_empty()) else {
-        return report(
-            field,
-            format!("container {:?} names no image", container.name),
-        );
+        return report(field, format!("container {:?} names no image", container.name));
     };
     let reference = parse_image(image);
     match reference.tag {
         Some("latest") => report(field, format!("image {image} uses the mutable tag latest")),
-        None if reference.digest.is_none() => report(
-            field,
-            format!("image {image} has no tag, so it resolves to latest"),
-        ),
+        None if reference.digest.is_none() => {
+            report(field, format!("image {image} has no tag, so it resolves to latest"))
+        }
         tag => {
             if let Some(expected) = expected_tag
                 && tag != Some(expected)
             {
-                report(
-                    field,
-                    format!("image {image} is not the tag the build produced ({expected})"),
-                )
+                report(field, format!("image {image} is not the tag the build produced ({expected})"))
             }
         }
     }
 }
 
-fn check_non_root(
-    path: &str,
-    pod: &PodSpec,
-    container: &Container,
-    report: &mut impl FnMut(String, String),
-) {
-    let own = container
-        .security_context
-        .as_ref()
-        .and_then(|s| s.run_as_non_root);
-    let from_pod = pod
-        .security_context
-        .as_ref()
-        .and_then(|s| s.run_as_non_root);
+fn check_non_root(path: &str, pod: &PodSpec, container: &Container, report: &mut impl FnMut(String, String)) {
+    let own = container.security_context.as_ref().and_then(|s| s.run_as_non_root);
+    let from_pod = pod.security_context.as_ref().and_then(|s| s.run_as_non_root);
     if own.or(from_pod) != Some(true) {
         let why = match own {
             Some(false) => "sets runAsNonRoot: false",
             _ => "may run as root: neither it nor the pod sets runAsNonRoot: true",
         };
-        report(
-            format!("{path}.securityContext.runAsNonRoot"),
-            format!("container {:?} {why}", container.name),
-        );
+        report(format!("{path}.securityContext.runAsNonRoot"), format!("container {:?} {why}", container.name));
     }
 }
 
@@ -258,17 +181,9 @@ pub fn parse_image(image: &str) -> ImageRef<'_> {
     match named[last_slash..].rfind(':') {
         Some(colon) => {
             let colon = last_slash + colon;
-            ImageRef {
-                repository: &named[..colon],
-                tag: Some(&named[colon + 1..]),
-                digest,
-            }
+            ImageRef { repository: &named[..colon], tag: Some(&named[colon + 1..]), digest }
         }
-        None => ImageRef {
-            repository: named,
-            tag: None,
-            digest,
-        },
+        None => ImageRef { repository: named, tag: None, digest },
     }
 }
 
@@ -293,48 +208,28 @@ mod tests {
 
     #[test]
     fn good_rendering_passes() {
-        assert_eq!(
-            check(include_str!("../../tests/fixtures/helm/good.yaml")),
-            vec![]
-        );
+        assert_eq!(check(include_str!("../../tests/fixtures/helm/good.yaml")), vec![]);
     }
 
     #[test]
     fn missing_limits_name_object_and_field() {
-        let found = check(include_str!(
-            "../../tests/fixtures/helm/missing-limits.yaml"
-        ));
+        let found = check(include_str!("../../tests/fixtures/helm/missing-limits.yaml"));
         let fields: Vec<_> = found.iter().map(|v| v.field.clone()).collect();
         assert_eq!(
             fields,
-            [
-                format!("{CONTAINER}.resources.limits.cpu"),
-                format!("{CONTAINER}.resources.limits.memory")
-            ]
+            [format!("{CONTAINER}.resources.limits.cpu"), format!("{CONTAINER}.resources.limits.memory")]
         );
         assert!(found.iter().all(|v| v.object == "Deployment/control-plane"));
-        assert_eq!(
-            found[0].source.as_deref(),
-            Some("control-plane/templates/deployment.yaml")
-        );
+        assert_eq!(found[0].source.as_deref(), Some("control-plane/templates/deployment.yaml"));
     }
 
     #[test]
     fn probe_on_wrong_path_fails() {
-        let found = check(include_str!(
-            "../../tests/fixtures/helm/wrong-probe-path.yaml"
-        ));
+        let found = check(include_str!("../../tests/fixtures/helm/wrong-probe-path.yaml"));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].object, "Deployment/control-plane");
-        assert_eq!(
-            found[0].field,
-            format!("{CONTAINER}.livenessProbe.httpGet.path")
-        );
-        assert!(
-            found[0].message.contains("/healthz"),
-            "{}",
-            found[0].message
-        );
+        assert_eq!(found[0].field, format!("{CONTAINER}.livenessProbe.httpGet.path"));
+        assert!(found[0].message.contains("/healthz"), "{}", found[0].message);
     }
 
     #[test]
@@ -353,13 +248,7 @@ mod tests {
     #[test]
     fn image_tag_must_match_the_build() {
         let objs = parse_rendered(include_str!("../../tests/fixtures/helm/good.yaml")).unwrap();
-        let found = check_policies(
-            &objs,
-            &PolicyInput {
-                expected_image_tag: Some("2.0.0".into()),
-                ..input()
-            },
-        );
+        let found = check_policies(&objs, &PolicyInput { expected_image_tag: Some("2.0.0".into()), ..input() });
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, format!("{CONTAINER}.image"));
         assert!(found[0].message.contains("2.0.0"));
@@ -369,10 +258,7 @@ mod tests {
     fn container_opting_out_of_non_root_fails() {
         let found = check(include_str!("../../tests/fixtures/helm/root-allowed.yaml"));
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(
-            found[0].field,
-            format!("{CONTAINER}.securityContext.runAsNonRoot")
-        );
+        assert_eq!(found[0].field, format!("{CONTAINER}.securityContext.runAsNonRoot"));
     }
 
     #[test]
@@ -383,10 +269,7 @@ mod tests {
         let found = check(&root);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].object, "Pod/p");
-        assert_eq!(
-            found[0].field,
-            "spec.initContainers[0].securityContext.runAsNonRoot"
-        );
+        assert_eq!(found[0].field, "spec.initContainers[0].securityContext.runAsNonRoot");
     }
 
     #[test]
@@ -411,11 +294,7 @@ mod tests {
         let r = parse_image("registry.local:5000/team/app:1.2@sha256:ab");
         assert_eq!(
             r,
-            ImageRef {
-                repository: "registry.local:5000/team/app",
-                tag: Some("1.2"),
-                digest: Some("sha256:ab")
-            }
+            ImageRef { repository: "registry.local:5000/team/app", tag: Some("1.2"), digest: Some("sha256:ab") }
         );
         assert_eq!(parse_image("registry.local:5000/app").tag, None);
         assert_eq!(parse_image("app@sha256:ab").tag, None);

@@ -58,11 +58,7 @@ impl HelmOutput {
             .chain(self.stderr.lines())
             .filter(|l| l.starts_with("[ERROR]") || l.starts_with("Error"))
             .collect();
-        if flagged.is_empty() {
-            self.stderr.trim().to_string()
-        } else {
-            flagged.join("\n")
-        }
+        if flagged.is_empty() { self.stderr.trim().to_string() } else { flagged.join("\n") }
     }
 }
 
@@ -82,9 +78,11 @@ pub fn template(sh: &Shell, helm: &Path, args: &ChartArgs) -> anyhow::Result<Hel
 
 fn run(command: xshell::Cmd<'_>) -> anyhow::Result<HelmOutput> {
     let shown = command.to_string();
-    let output = command.quiet().ignore_status().output().with_context(|| {
-        format!("could not run `{shown}` (is helm on PATH, or the stand-in installed?)")
-    })?;
+    let output = command
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("could not run `{shown}` (is helm on PATH, or the stand-in installed?)"))?;
     Ok(HelmOutput {
         command: shown,
         exit_code: output.status.code(),
@@ -108,16 +106,7 @@ mod tests {
         };
         assert_eq!(
             args.values_flags(),
-            [
-                "-f",
-                "a.yaml",
-                "-f",
-                "b.yaml",
-                "--set",
-                "image.tag=1.2.3",
-                "--namespace",
-                "staging"
-            ]
+            ["-f", "a.yaml", "-f", "b.yaml", "--set", "image.tag=1.2.3", "--namespace", "staging"]
         );
     }
 
@@ -140,14 +129,9 @@ mod tests {
         let out = HelmOutput {
             command: "helm lint".into(),
             exit_code: Some(1),
-            stdout:
-                "==> Linting c\n[INFO] Chart.yaml: icon is recommended\n[ERROR] templates/: boom\n"
-                    .into(),
+            stdout: "==> Linting c\n[INFO] Chart.yaml: icon is recommended\n[ERROR] templates/: boom\n".into(),
             stderr: "Error: 1 chart(s) linted, 1 chart(s) failed\n".into(),
         };
-        assert_eq!(
-            out.error_summary(),
-            "[ERROR] templates/: boom\nError: 1 chart(s) linted, 1 chart(s) failed"
-        );
+        assert_eq!(out.error_summary(), "[ERROR] templates/: boom\nError: 1 chart(s) linted, 1 chart(s) failed");
     }
 }

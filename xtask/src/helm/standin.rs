@@ -21,10 +21,8 @@ pub fn ensure(sh: &Shell, repo_root: &Path) -> anyhow::Result<PathBuf> {
     // flock serialises both, and is released when the file is closed.
     std::fs::create_dir_all(&venv).with_context(|| format!("creating {}", venv.display()))?;
     let lock_path = venv.join(".helm-standin.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     // The marker records which requirements were installed, so a changed pin reinstalls.
     let marker = venv.join(".helm-standin-requirements");
     if !python.exists() {
@@ -32,14 +30,10 @@ pub fn ensure(sh: &Shell, repo_root: &Path) -> anyhow::Result<PathBuf> {
     }
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(requirements.as_str()) {
         run(
-            cmd!(
-                sh,
-                "{python} -m pip install --quiet --disable-pip-version-check -r {requirements_file}"
-            ),
+            cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements_file}"),
             "installing tools/helm/requirements.txt",
         )?;
-        std::fs::write(&marker, &requirements)
-            .with_context(|| format!("writing {}", marker.display()))?;
+        std::fs::write(&marker, &requirements).with_context(|| format!("writing {}", marker.display()))?;
     }
     let bin = venv.join("helm-standin");
     write_launcher(&bin, &python, &script)?;
@@ -65,17 +59,10 @@ fn write_launcher(bin: &Path, python: &Path, script: &Path) -> anyhow::Result<()
 
 fn run(command: xshell::Cmd<'_>, what: &str) -> anyhow::Result<()> {
     let shown = command.to_string();
-    let output = command
-        .quiet()
-        .ignore_status()
-        .output()
-        .with_context(|| format!("{what}: could not run `{shown}`"))?;
+    let output =
+        command.quiet().ignore_status().output().with_context(|| format!("{what}: could not run `{shown}`"))?;
     if !output.status.success() {
-        bail!(
-            "{what}: `{shown}` failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{what}: `{shown}` failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
 }
