@@ -33,6 +33,19 @@ fn input() -> PolicyInput {
         expected_image_tag: Some(TAG.into()),
         liveness_path: "/health/live".into(),
         readiness_path: "/health/ready".into(),
+        required_env: [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "ETCD_ENDPOINTS",
+            "SERVICE_NAME",
+            "APP_VERSION",
+            "LOG_LEVEL",
+            "RATE_LIMIT_PER_SEC",
+            "CORS_ALLOWED_ORIGINS",
+            "API_TOKEN",
+        ]
+        .map(String::from)
+        .to_vec(),
     }
 }
 

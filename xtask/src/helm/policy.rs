@@ -13,6 +13,9 @@ pub struct PolicyInput {
     pub expected_image_tag: Option<String>,
     pub liveness_path: String,
     pub readiness_path: String,
+    /// Environment variables every app container must get, from `env` or from a rendered
+    /// ConfigMap/Secret named in `envFrom`; empty skips the check.
+    pub required_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,7 @@ pub fn check_policies(objs: &[RenderedObject], input: &PolicyInput) -> Vec<Viola
                     &mut report,
                 );
                 check_image(&path, container, input.expected_image_tag.as_deref(), &mut report);
+                check_env(&path, container, objs, &input.required_env, &mut report);
             } else {
                 check_image(&path, container, None, &mut report);
             }
@@ -151,6 +155,51 @@ fn check_image(path: &str, container: &Container, expected_tag: Option<&str>, re
     }
 }
 
+fn check_env(
+    path: &str,
+    container: &Container,
+    objs: &[RenderedObject],
+    required: &[String],
+    report: &mut impl FnMut(String, String),
+) {
+    if required.is_empty() {
+        return;
+    }
+    let mut provided: Vec<String> = container.env.iter().flatten().map(|e| e.name.clone()).collect();
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.as_deref().unwrap_or("");
+        let config_map = source.config_map_ref.as_ref().map(|r| r.name.as_str());
+        let secret = source.secret_ref.as_ref().map(|r| r.name.as_str());
+        for obj in objs {
+            let keys: Vec<&String> = match &obj.typed {
+                Typed::ConfigMap(cm) if Some(obj.name.as_str()) == config_map => {
+                    cm.data.iter().flatten().map(|(k, _)| k).collect()
+                }
+                Typed::Secret(s) if Some(obj.name.as_str()) == secret => s
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                    .chain(s.string_data.iter().flatten().map(|(k, _)| k))
+                    .collect(),
+                _ => continue,
+            };
+            provided.extend(keys.into_iter().map(|k| format!("{prefix}{k}")));
+        }
+    }
+    let missing: Vec<&str> = required.iter().map(String::as_str).filter(|r| !provided.iter().any(|p| p == r)).collect();
+    if !missing.is_empty() {
+        report(
+            format!("{path}.env"),
+            format!(
+                "container {:?} does not get {} (neither env nor a rendered ConfigMap/Secret in envFrom)",
+                container.name,
+                missing.join(", ")
+            ),
+        );
+    }
+}
+
 fn check_non_root(path: &str, pod: &PodSpec, container: &Container, report: &mut impl FnMut(String, String)) {
     let own = container.security_context.as_ref().and_then(|s| s.run_as_non_root);
     let from_pod = pod.security_context.as_ref().and_then(|s| s.run_as_non_root);
@@ -197,8 +246,21 @@ mod tests {
             expected_image_tag: Some("1.2.3".into()),
             liveness_path: "/health/live".into(),
             readiness_path: "/health/ready".into(),
+            required_env: SERVICE_ENV.iter().map(|s| s.to_string()).collect(),
         }
     }
+
+    const SERVICE_ENV: [&str; 9] = [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ETCD_ENDPOINTS",
+        "SERVICE_NAME",
+        "APP_VERSION",
+        "LOG_LEVEL",
+        "RATE_LIMIT_PER_SEC",
+        "CORS_ALLOWED_ORIGINS",
+        "API_TOKEN",
+    ];
 
     fn check(yaml: &str) -> Vec<Violation> {
         check_policies(&parse_rendered(yaml).expect("fixture parses"), &input())
@@ -252,6 +314,17 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, format!("{CONTAINER}.image"));
         assert!(found[0].message.contains("2.0.0"));
+    }
+
+    #[test]
+    fn env_from_configmap_and_secret_refs_count_and_missing_ones_are_named() {
+        let objs = parse_rendered(include_str!("../../tests/fixtures/helm/good.yaml")).unwrap();
+        let mut wanted = input();
+        wanted.required_env.push("FEATURE_FLAGS".into());
+        let found = check_policies(&objs, &wanted);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, format!("{CONTAINER}.env"));
+        assert!(found[0].message.contains("does not get FEATURE_FLAGS"), "{}", found[0].message);
     }
 
     #[test]
