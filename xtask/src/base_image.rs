@@ -324,6 +324,31 @@ mod tests {
         assert_eq!(fingerprint, Some(super::fingerprint(&recipe_args(&spec))));
     }
 
+    #[test]
+    fn missing_mmdebstrap_is_explained() {
+        if !docker_available() {
+            return;
+        }
+        let sh = Shell::new().unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let docker = std::env::split_paths(&path)
+            .map(|dir| dir.join("docker"))
+            .find(|candidate| candidate.is_file())
+            .expect("docker answered, so it is on PATH");
+        // A PATH holding only docker: no mmdebstrap, no apt-get, no id, as on a bare machine.
+        let bin = sh.create_temp_dir().unwrap();
+        std::os::unix::fs::symlink(&docker, bin.path().join("docker")).unwrap();
+        sh.set_var("PATH", bin.path());
+        let mut spec = BaseImageSpec::bookworm(bin.path());
+        spec.image = "rehearsal-test/never-created:missing-mmdebstrap".into();
+        let err = ensure(&sh, &spec).unwrap_err().to_string();
+        assert!(err.contains("apt-get install mmdebstrap"), "{err}");
+        assert!(
+            !sh.path_exists(&spec.out_dir),
+            "nothing written before mmdebstrap runs"
+        );
+    }
+
     /// Docker tests fail under CI=true rather than silently skip.
     fn docker_available() -> bool {
         let sh = Shell::new().unwrap();
