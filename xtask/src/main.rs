@@ -1,5 +1,6 @@
 //! `cargo xtask`: deployment rehearsal driven by pipeline.yaml. Parsing here, the work in `cmd/`.
 
+mod base_image;
 mod cmd;
 mod config;
 mod docker;
