@@ -3,8 +3,7 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("migrations");
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("migrations");
     println!("cargo:rerun-if-changed={}", dir.display());
     println!("cargo:rerun-if-env-changed=GIT_SHA");
 
@@ -21,13 +20,9 @@ fn main() {
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_name().expect("file has a name").to_string_lossy();
-        out.push_str(&format!(
-            "    ({name:?}, include_str!({:?})),\n",
-            path.display().to_string()
-        ));
+        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", path.display().to_string()));
     }
     out.push_str("];\n");
-    let target = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("embedded_migrations.rs");
+    let target = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_migrations.rs");
     fs::write(target, out).expect("OUT_DIR is writable");
 }

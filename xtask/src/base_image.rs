@@ -66,17 +66,12 @@ pub fn ensure(sh: &Shell, spec: &BaseImageSpec) -> Result<BaseImageStatus> {
         build_rootfs(sh, spec, &recipe, &tarball)?;
     }
     import(sh, &spec.image, &fingerprint, &tarball)?;
-    Ok(BaseImageStatus::Created {
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(BaseImageStatus::Created { seconds: started.elapsed().as_secs_f64() })
 }
 
 fn validate(spec: &BaseImageSpec) -> Result<()> {
     let is_word = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('-')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.:_".contains(c))
+        !s.is_empty() && !s.starts_with('-') && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.:_".contains(c))
     };
     if !is_word(&spec.suite) {
         bail!("base image suite {:?} is not a Debian codename", spec.suite);
@@ -84,14 +79,8 @@ fn validate(spec: &BaseImageSpec) -> Result<()> {
     if let Some(bad) = spec.packages.iter().find(|p| !is_word(p)) {
         bail!("base image package name {bad:?} is not a Debian package name");
     }
-    if spec.image.is_empty()
-        || spec.image.starts_with('-')
-        || spec.image.contains(char::is_whitespace)
-    {
-        bail!(
-            "base image name {:?} is not a Docker image reference",
-            spec.image
-        );
+    if spec.image.is_empty() || spec.image.starts_with('-') || spec.image.contains(char::is_whitespace) {
+        bail!("base image name {:?} is not a Docker image reference", spec.image);
     }
     if spec.sources.is_empty() {
         bail!("base image spec has no apt source lines");
@@ -140,12 +129,7 @@ fn fingerprint(recipe: &[String]) -> String {
 
 fn require_docker(sh: &Shell) -> Result<()> {
     let format = "{{.Server.Version}}";
-    let reachable = cmd!(sh, "docker version --format {format}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok();
+    let reachable = cmd!(sh, "docker version --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_ok();
     if !reachable {
         bail!("the Docker engine is not reachable (is `docker` installed and the daemon running?)");
     }
@@ -163,41 +147,23 @@ fn image_fingerprint(sh: &Shell, image: &str) -> Result<Option<String>> {
     if !output.status.success() {
         return Ok(None);
     }
-    Ok(Some(
-        String::from_utf8_lossy(&output.stdout).trim().to_string(),
-    ))
+    Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string()))
 }
 
 fn require_mmdebstrap(sh: &Shell) -> Result<()> {
-    let present = || {
-        cmd!(sh, "mmdebstrap --version")
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .is_ok()
-    };
+    let present = || cmd!(sh, "mmdebstrap --version").quiet().ignore_stdout().run().is_ok();
     if present() {
         return Ok(());
     }
     let is_root = cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid == "0");
-    let has_apt = cmd!(sh, "apt-get --version")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .is_ok();
+    let has_apt = cmd!(sh, "apt-get --version").quiet().ignore_stdout().run().is_ok();
     if !(is_root && has_apt) {
-        bail!(
-            "mmdebstrap is not installed; install it with `apt-get install mmdebstrap` (as root)"
-        );
+        bail!("mmdebstrap is not installed; install it with `apt-get install mmdebstrap` (as root)");
     }
     // A fresh CI machine: install it ourselves rather than fail.
     run_captured(cmd!(sh, "apt-get update -q"), "apt-get update")?;
     run_captured(
-        cmd!(
-            sh,
-            "apt-get install -y -q --no-install-recommends mmdebstrap"
-        )
-        .env("DEBIAN_FRONTEND", "noninteractive"),
+        cmd!(sh, "apt-get install -y -q --no-install-recommends mmdebstrap").env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install mmdebstrap",
     )?;
     if !present() {
@@ -207,19 +173,13 @@ fn require_mmdebstrap(sh: &Shell) -> Result<()> {
 }
 
 fn build_rootfs(sh: &Shell, spec: &BaseImageSpec, recipe: &[String], tarball: &Path) -> Result<()> {
-    sh.create_dir(&spec.out_dir)
-        .with_context(|| format!("creating {}", spec.out_dir.display()))?;
+    sh.create_dir(&spec.out_dir).with_context(|| format!("creating {}", spec.out_dir.display()))?;
     remove_stale_tarballs(sh, &spec.out_dir)?;
     // Written aside and renamed, so an interrupted run never leaves a tarball that looks finished.
     let partial = tarball.with_extension("tar.partial");
     let sources = &spec.sources;
-    let result = run_captured(
-        cmd!(
-            sh,
-            "mmdebstrap --quiet --format=tar {recipe...} {partial} {sources...}"
-        ),
-        "mmdebstrap",
-    );
+    let result =
+        run_captured(cmd!(sh, "mmdebstrap --quiet --format=tar {recipe...} {partial} {sources...}"), "mmdebstrap");
     if let Err(err) = result {
         let _ = sh.remove_path(&partial);
         return Err(err);
@@ -252,11 +212,7 @@ fn import(sh: &Shell, image: &str, fingerprint: &str, tarball: &Path) -> Result<
 
 /// Runs quietly; on failure the error carries the tail of stderr, which says what went wrong.
 fn run_captured(command: xshell::Cmd<'_>, what: &str) -> Result<()> {
-    let output = command
-        .quiet()
-        .ignore_status()
-        .output()
-        .with_context(|| format!("starting {what}"))?;
+    let output = command.quiet().ignore_status().output().with_context(|| format!("starting {what}"))?;
     if output.status.success() {
         return Ok(());
     }
@@ -278,24 +234,16 @@ mod tests {
     fn recipe_lists_each_package_once_in_a_stable_order() {
         let mut shuffled = spec();
         shuffled.packages = vec!["tini".into(), "ca-certificates".into(), "tini".into()];
-        let include = recipe_args(&shuffled)
-            .into_iter()
-            .find(|a| a.starts_with("--include="));
+        let include = recipe_args(&shuffled).into_iter().find(|a| a.starts_with("--include="));
         assert_eq!(include.as_deref(), Some("--include=ca-certificates,tini"));
-        assert_eq!(
-            fingerprint(&recipe_args(&shuffled)),
-            fingerprint(&recipe_args(&spec()))
-        );
+        assert_eq!(fingerprint(&recipe_args(&shuffled)), fingerprint(&recipe_args(&spec())));
     }
 
     #[test]
     fn fingerprint_changes_with_the_recipe() {
         let mut bigger = spec();
         bigger.packages.push("curl".into());
-        assert_ne!(
-            fingerprint(&recipe_args(&bigger)),
-            fingerprint(&recipe_args(&spec()))
-        );
+        assert_ne!(fingerprint(&recipe_args(&bigger)), fingerprint(&recipe_args(&spec())));
         assert_eq!(fingerprint(&recipe_args(&spec())).len(), 16);
     }
 
@@ -303,9 +251,7 @@ mod tests {
     fn bad_names_are_rejected_before_anything_runs() {
         let mut bad = spec();
         bad.packages.push("--force-yes".into());
-        let err = ensure(&Shell::new().unwrap(), &bad)
-            .unwrap_err()
-            .to_string();
+        let err = ensure(&Shell::new().unwrap(), &bad).unwrap_err().to_string();
         assert!(err.contains("--force-yes"), "{err}");
     }
 
@@ -343,10 +289,7 @@ mod tests {
         spec.image = "rehearsal-test/never-created:missing-mmdebstrap".into();
         let err = ensure(&sh, &spec).unwrap_err().to_string();
         assert!(err.contains("apt-get install mmdebstrap"), "{err}");
-        assert!(
-            !sh.path_exists(&spec.out_dir),
-            "nothing written before mmdebstrap runs"
-        );
+        assert!(!sh.path_exists(&spec.out_dir), "nothing written before mmdebstrap runs");
     }
 
     /// Docker tests fail under CI=true rather than silently skip.
@@ -355,10 +298,7 @@ mod tests {
         if require_docker(&sh).is_ok() {
             return true;
         }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but Docker is not reachable"
-        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but Docker is not reachable");
         eprintln!("note: Docker not reachable, skipping");
         false
     }

@@ -10,3 +10,30 @@ pub async fn connect() -> anyhow::Result<Docker> {
         .await
         .map_err(|e| anyhow::anyhow!("the Docker engine does not answer (is the daemon running?): {e}"))
 }
+
+/// The containers of a compose project, as (service, container id), by compose's labels.
+pub async fn project_containers(docker: &Docker, project: &str) -> anyhow::Result<Vec<(String, String)>> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![format!("com.docker.compose.project={project}")])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let containers = docker.list_containers(Some(options)).await?;
+    let mut found: Vec<(String, String)> = containers
+        .into_iter()
+        .filter_map(|c| {
+            let service = c.labels.as_ref()?.get("com.docker.compose.service")?.clone();
+            Some((service, c.id?))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The last `lines` lines a container wrote (stdout and stderr).
+pub async fn tail_logs(docker: &Docker, id: &str, lines: usize) -> String {
+    use bollard::query_parameters::LogsOptionsBuilder;
+    use futures::StreamExt;
+    let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+    let chunks: Vec<String> =
+        docker.logs(id, Some(options)).filter_map(|c| async move { c.ok().map(|c| c.to_string()) }).collect().await;
+    crate::redact::redact(chunks.concat().trim_end()).into_owned()
+}

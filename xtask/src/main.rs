@@ -6,7 +6,6 @@ mod config;
 mod docker;
 mod gates;
 mod git;
-#[allow(dead_code, reason = "wired into the helm stage next")]
 mod helm;
 mod plan;
 mod redact;

@@ -22,19 +22,15 @@ pub struct Cache {
 impl Cache {
     /// Connects lazily: a Redis that is down at start is retried on use, never fatal.
     pub fn new(redis_url: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
+        let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
             .set_response_timeout(Some(Duration::from_millis(250)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(100));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .context("creating the Redis connection manager")?;
-        Ok(Self {
-            conn,
-            skip_until: Arc::new(Mutex::new(None)),
-        })
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, config).context("creating the Redis connection manager")?;
+        Ok(Self { conn, skip_until: Arc::new(Mutex::new(None)) })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
@@ -56,11 +52,7 @@ impl Cache {
             Ok(pong) => pong,
             Err(_) => self.ping_once().await?,
         };
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(anyhow!("unexpected PING reply {pong:?}"))
-        }
+        if pong == "PONG" { Ok(()) } else { Err(anyhow!("unexpected PING reply {pong:?}")) }
     }
 
     async fn ping_once(&self) -> Result<String> {
@@ -87,9 +79,6 @@ impl Cache {
 async fn bounded<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(result) => result.map_err(|e| anyhow!("redis: {e}")),
-        Err(_) => Err(anyhow!(
-            "redis: no answer within {} ms",
-            CALL_TIMEOUT.as_millis()
-        )),
+        Err(_) => Err(anyhow!("redis: no answer within {} ms", CALL_TIMEOUT.as_millis())),
     }
 }

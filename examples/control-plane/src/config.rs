@@ -32,32 +32,17 @@ impl Config {
 
     /// Takes the lookup as a function so tests need not mutate the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let var = |key: &str| {
-            get(key)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let git_sha = var("GIT_SHA")
-            .or_else(|| option_env!("GIT_SHA").map(str::to_string))
-            .unwrap_or_default();
+        let var = |key: &str| get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let git_sha = var("GIT_SHA").or_else(|| option_env!("GIT_SHA").map(str::to_string)).unwrap_or_default();
         Ok(Self {
-            bind_addr: parse_or(
-                "BIND_ADDR",
-                var("BIND_ADDR"),
-                "0.0.0.0:8080".parse().expect("valid default"),
-            )?,
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            bind_addr: parse_or("BIND_ADDR", var("BIND_ADDR"), "0.0.0.0:8080".parse().expect("valid default"))?,
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
             redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             etcd_endpoints: split_list(var("ETCD_ENDPOINTS").as_deref().unwrap_or("")),
             service_name: var("SERVICE_NAME").unwrap_or_else(|| "control-plane".into()),
             instance_id: var("INSTANCE_ID").unwrap_or_else(hostname),
             app_version: var("APP_VERSION").unwrap_or_else(default_version),
-            git_sha: if git_sha.is_empty() {
-                "unknown".into()
-            } else {
-                git_sha
-            },
+            git_sha: if git_sha.is_empty() { "unknown".into() } else { git_sha },
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             db_pool_size: parse_or("DB_POOL_SIZE", var("DB_POOL_SIZE"), 10)?.max(1),
             rate_limit_per_sec: parse_or("RATE_LIMIT_PER_SEC", var("RATE_LIMIT_PER_SEC"), 0)?,
@@ -114,10 +99,7 @@ pub fn default_version() -> String {
 
 /// What `control-plane version` prints: APP_VERSION when set, else the compiled-in default.
 pub fn default_version_or_env() -> String {
-    std::env::var("APP_VERSION")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(default_version)
+    std::env::var("APP_VERSION").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(default_version)
 }
 
 fn hostname() -> String {
@@ -130,11 +112,7 @@ fn hostname() -> String {
 }
 
 fn split_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 fn parse_or<T: std::str::FromStr>(key: &str, raw: Option<String>, default: T) -> Result<T>
@@ -143,9 +121,7 @@ where
 {
     match raw {
         None => Ok(default),
-        Some(raw) => raw
-            .parse()
-            .with_context(|| format!("environment variable {key}={raw:?} is not valid")),
+        Some(raw) => raw.parse().with_context(|| format!("environment variable {key}={raw:?} is not valid")),
     }
 }
 
@@ -156,10 +132,7 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|key| map.get(key).cloned())
     }
 
@@ -172,11 +145,7 @@ mod tests {
         assert_eq!(c.db_pool_size, 10);
         assert_eq!(c.rate_limit_per_sec, 0);
         assert_eq!(c.max_body_bytes, 65536);
-        assert!(
-            c.cors_allowed_origins.is_empty()
-                && c.etcd_endpoints.is_empty()
-                && c.api_token.is_none()
-        );
+        assert!(c.cors_allowed_origins.is_empty() && c.etcd_endpoints.is_empty() && c.api_token.is_none());
         assert!(c.app_version.starts_with(env!("CARGO_PKG_VERSION")));
         assert!(!c.instance_id.is_empty());
     }
@@ -192,10 +161,7 @@ mod tests {
             ("INSTANCE_ID", "i-1"),
         ])
         .unwrap();
-        assert_eq!(
-            c.etcd_endpoints,
-            vec!["http://etcd:2379", "http://etcd2:2379"]
-        );
+        assert_eq!(c.etcd_endpoints, vec!["http://etcd:2379", "http://etcd2:2379"]);
         assert_eq!(c.cors_allowed_origins, vec!["https://a.example"]);
         assert_eq!(c.rate_limit_per_sec, 50);
         assert_eq!(c.app_version, "2.0.0");

@@ -12,21 +12,14 @@ use tokio_postgres::NoTls;
 pub fn pool(database_url: &str, size: usize) -> Result<Pool> {
     let mut cfg = deadpool_postgres::Config::new();
     cfg.url = Some(database_url.to_string());
-    cfg.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Verified,
-    });
+    cfg.manager = Some(ManagerConfig { recycling_method: RecyclingMethod::Verified });
     let timeout = Some(Duration::from_secs(2));
     cfg.pool = Some(PoolConfig {
         max_size: size,
-        timeouts: Timeouts {
-            wait: timeout,
-            create: timeout,
-            recycle: timeout,
-        },
+        timeouts: Timeouts { wait: timeout, create: timeout, recycle: timeout },
         ..PoolConfig::default()
     });
-    cfg.create_pool(Some(Runtime::Tokio1), NoTls)
-        .context("DATABASE_URL is not a valid Postgres URL")
+    cfg.create_pool(Some(Runtime::Tokio1), NoTls).context("DATABASE_URL is not a valid Postgres URL")
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -85,25 +78,17 @@ fn pattern_from(row: &tokio_postgres::Row) -> Result<Pattern> {
 
 pub async fn patterns(pool: &Pool) -> Result<Vec<Pattern>> {
     let client = pool.get().await.context("no Postgres connection")?;
-    let rows = client
-        .query(&format!("{PATTERNS} GROUP BY p.id ORDER BY p.id"), &[])
-        .await?;
+    let rows = client.query(&format!("{PATTERNS} GROUP BY p.id ORDER BY p.id"), &[]).await?;
     rows.iter().map(pattern_from).collect()
 }
 
 pub async fn pattern_by_name(pool: &Pool, name: &str) -> Result<Option<Pattern>> {
     let client = pool.get().await.context("no Postgres connection")?;
-    let row = client
-        .query_opt(
-            &format!("{PATTERNS} WHERE p.name = $1 GROUP BY p.id"),
-            &[&name],
-        )
-        .await?;
+    let row = client.query_opt(&format!("{PATTERNS} WHERE p.name = $1 GROUP BY p.id"), &[&name]).await?;
     row.as_ref().map(pattern_from).transpose()
 }
 
-const EXECUTION: &str =
-    "SELECT e.id, p.name, p.version, e.status, e.input::text, e.output::text, e.confidence,
+const EXECUTION: &str = "SELECT e.id, p.name, p.version, e.status, e.input::text, e.output::text, e.confidence,
         e.duration_ms, to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
     FROM executions e JOIN patterns p ON p.id = e.pattern_id";
 
@@ -140,37 +125,24 @@ pub async fn insert_execution(pool: &Pool, new: NewExecution<'_>) -> Result<Exec
         )
         .await?
         .get(0);
-    let row = client
-        .query_one(&format!("{EXECUTION} WHERE e.id = $1"), &[&id])
-        .await?;
+    let row = client.query_one(&format!("{EXECUTION} WHERE e.id = $1"), &[&id]).await?;
     execution_from(&row)
 }
 
 pub async fn execution(pool: &Pool, id: i64) -> Result<Option<Execution>> {
     let client = pool.get().await.context("no Postgres connection")?;
-    let row = client
-        .query_opt(&format!("{EXECUTION} WHERE e.id = $1"), &[&id])
-        .await?;
+    let row = client.query_opt(&format!("{EXECUTION} WHERE e.id = $1"), &[&id]).await?;
     row.as_ref().map(execution_from).transpose()
 }
 
 pub async fn recent_executions(pool: &Pool, limit: i64) -> Result<Vec<Execution>> {
     let client = pool.get().await.context("no Postgres connection")?;
-    let rows = client
-        .query(
-            &format!("{EXECUTION} ORDER BY e.id DESC LIMIT $1"),
-            &[&limit],
-        )
-        .await?;
+    let rows = client.query(&format!("{EXECUTION} ORDER BY e.id DESC LIMIT $1"), &[&limit]).await?;
     rows.iter().map(execution_from).collect()
 }
 
 /// Versions recorded in `schema_migrations`, oldest first.
 pub async fn applied_versions(pool: &Pool) -> Result<Vec<i64>> {
     let client = pool.get().await.context("no Postgres connection")?;
-    Ok(crate::migrations::applied(&client)
-        .await?
-        .into_iter()
-        .map(|a| a.version)
-        .collect())
+    Ok(crate::migrations::applied(&client).await?.into_iter().map(|a| a.version).collect())
 }

@@ -22,11 +22,7 @@ pub struct Registration {
 
 impl Registration {
     pub fn new(endpoints: Vec<String>, service: &str, instance: &str, value: Value) -> Self {
-        Self {
-            endpoints,
-            key: service_key(service, instance),
-            value: value.to_string(),
-        }
+        Self { endpoints, key: service_key(service, instance), value: value.to_string() }
     }
 }
 
@@ -37,17 +33,11 @@ pub fn service_key(service: &str, instance: &str) -> String {
 /// Keeps the key registered until `shutdown` flips, then revokes the lease so the key disappears at once.
 /// Never returns an error: an unreachable etcd is retried in the background.
 pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
+    let http = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
         Ok(http) => http,
         Err(err) => return tracing::error!(error = %err, "cannot build the etcd HTTP client"),
     };
-    let etcd = Etcd {
-        http,
-        endpoints: reg.endpoints.clone(),
-    };
+    let etcd = Etcd { http, endpoints: reg.endpoints.clone() };
     let mut lease: Option<i64> = None;
     loop {
         lease = match lease {
@@ -60,11 +50,7 @@ pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
                 }
             },
         };
-        let wait = if lease.is_some() {
-            KEEPALIVE_EVERY
-        } else {
-            RETRY_EVERY
-        };
+        let wait = if lease.is_some() { KEEPALIVE_EVERY } else { RETRY_EVERY };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
@@ -100,22 +86,14 @@ struct Etcd {
 
 impl Etcd {
     async fn register(&self, key: &str, value: &str) -> Result<i64> {
-        let granted = self
-            .call("/v3/lease/grant", json!({ "TTL": LEASE_TTL_SECS, "ID": 0 }))
-            .await?;
+        let granted = self.call("/v3/lease/grant", json!({ "TTL": LEASE_TTL_SECS, "ID": 0 })).await?;
         let id = int_field(&granted, "ID").context("lease grant answered without an ID")?;
-        self.call(
-            "/v3/kv/put",
-            json!({ "key": B64.encode(key), "value": B64.encode(value), "lease": id }),
-        )
-        .await?;
+        self.call("/v3/kv/put", json!({ "key": B64.encode(key), "value": B64.encode(value), "lease": id })).await?;
         Ok(id)
     }
 
     async fn keep_alive(&self, id: i64) -> Result<()> {
-        let answer = self
-            .call("/v3/lease/keepalive", json!({ "ID": id }))
-            .await?;
+        let answer = self.call("/v3/lease/keepalive", json!({ "ID": id })).await?;
         // The gateway streams `{"result": {...}}`; an expired lease comes back without a TTL.
         let result = answer.get("result").unwrap_or(&answer);
         match int_field(result, "TTL") {
@@ -139,28 +117,15 @@ impl Etcd {
 
     /// Errors drop the URL (an endpoint may carry credentials) but keep the cause chain.
     async fn post(&self, url: &str, body: &Value) -> Result<Value> {
-        let response = self
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| anyhow::Error::new(e.without_url()))?;
+        let response = self.http.post(url).json(body).send().await.map_err(|e| anyhow::Error::new(e.without_url()))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| anyhow::Error::new(e.without_url()))?;
+        let text = response.text().await.map_err(|e| anyhow::Error::new(e.without_url()))?;
         if !status.is_success() {
-            bail!(
-                "etcd answered {status}: {}",
-                text.chars().take(200).collect::<String>()
-            );
+            bail!("etcd answered {status}: {}", text.chars().take(200).collect::<String>());
         }
         // keepalive may stream several JSON objects, one per line; the first is enough.
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("{}");
-        let answer: Value =
-            serde_json::from_str(first).context("etcd answered with invalid JSON")?;
+        let answer: Value = serde_json::from_str(first).context("etcd answered with invalid JSON")?;
         if let Some(error) = answer.get("error") {
             bail!("etcd error: {error}");
         }
@@ -183,10 +148,7 @@ mod tests {
 
     #[test]
     fn key_layout_and_int64_strings() {
-        assert_eq!(
-            service_key("control-plane", "host-1"),
-            "/services/control-plane/host-1"
-        );
+        assert_eq!(service_key("control-plane", "host-1"), "/services/control-plane/host-1");
         assert_eq!(int_field(&json!({"ID": "7587862"}), "ID"), Some(7587862));
         assert_eq!(int_field(&json!({"TTL": 10}), "TTL"), Some(10));
         assert_eq!(int_field(&json!({"ID": "x"}), "ID"), None);

@@ -22,19 +22,11 @@ pub async fn run(pattern: &Pattern, input: &Value, metrics: &Metrics) -> Outcome
         let active = ActiveAgent::start(&metrics.agents_active);
         let task_start = Instant::now();
         // A few milliseconds of simulated work, varying with the input so latency has a real spread.
-        tokio::time::sleep(Duration::from_millis(
-            1 + u64::from(digest[i % digest.len()] % 4),
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_millis(1 + u64::from(digest[i % digest.len()] % 4))).await;
         let seconds = task_start.elapsed().as_secs_f64();
         drop(active);
-        metrics
-            .agent_task_duration
-            .with_label_values(&[agent.role.as_str()])
-            .observe(seconds);
-        steps.push(
-            json!({ "agent": agent.name, "role": agent.role, "ms": round2(seconds * 1000.0) }),
-        );
+        metrics.agent_task_duration.with_label_values(&[agent.role.as_str()]).observe(seconds);
+        steps.push(json!({ "agent": agent.name, "role": agent.role, "ms": round2(seconds * 1000.0) }));
     }
     Outcome {
         output: json!({ "steps": steps, "digest": hex(&digest[..8]) }),

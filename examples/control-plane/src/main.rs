@@ -25,7 +25,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 use crate::state::AppState;
 
-const USAGE: &str = "usage: control-plane [serve|migrate|version|healthcheck]  (configuration via environment variables)";
+const USAGE: &str =
+    "usage: control-plane [serve|migrate|version|healthcheck]  (configuration via environment variables)";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -78,13 +79,8 @@ fn main() -> ExitCode {
 fn init_logging(level: &str) {
     // Postgres NOTICEs arrive as info logs from tokio_postgres and are noise for operators.
     let directives = format!("{level},tokio_postgres=warn");
-    let filter = EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .init();
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
 }
 
 async fn migrate(config: &Config) -> Result<()> {
@@ -94,12 +90,7 @@ async fn migrate(config: &Config) -> Result<()> {
     )
     .await
     .context("connecting to Postgres timed out")?
-    .with_context(|| {
-        format!(
-            "connecting to Postgres at {}",
-            redact::redact_url(&config.database_url)
-        )
-    })?;
+    .with_context(|| format!("connecting to Postgres at {}", redact::redact_url(&config.database_url)))?;
     let connection = tokio::spawn(connection);
     let applied = migrations::migrate(&mut client).await;
     drop(client);
@@ -111,15 +102,8 @@ async fn migrate(config: &Config) -> Result<()> {
 
 async fn healthcheck(config: &Config) -> Result<()> {
     let url = format!("http://127.0.0.1:{}/health/live", config.bind_addr.port());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()?;
-    let status = client
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .status();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");
     }
@@ -134,15 +118,9 @@ async fn serve(config: Config) -> Result<()> {
         pool: db::pool(&config.database_url, config.db_pool_size)?,
         cache: cache::Cache::new(&config.redis_url)?,
         metrics: metrics::Metrics::new()?,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_millis(800))
-            .build()?,
-        limiter: (config.rate_limit_per_sec > 0).then(|| {
-            Arc::new(Mutex::new(ratelimit::TokenBucket::new(
-                config.rate_limit_per_sec,
-                Instant::now(),
-            )))
-        }),
+        http: reqwest::Client::builder().timeout(Duration::from_millis(800)).build()?,
+        limiter: (config.rate_limit_per_sec > 0)
+            .then(|| Arc::new(Mutex::new(ratelimit::TokenBucket::new(config.rate_limit_per_sec, Instant::now())))),
         config: config.clone(),
     };
     tokio::spawn(check_schema(state.pool.clone()));
@@ -187,9 +165,7 @@ async fn serve(config: Config) -> Result<()> {
 
 /// So `control_plane_patterns_total` is meaningful before the first `/api/v1/patterns` call.
 async fn count_patterns(state: AppState) {
-    if let Ok(Ok(patterns)) =
-        tokio::time::timeout(Duration::from_secs(5), db::patterns(&state.pool)).await
-    {
+    if let Ok(Ok(patterns)) = tokio::time::timeout(Duration::from_secs(5), db::patterns(&state.pool)).await {
         state.metrics.patterns_total.set(patterns.len() as i64);
     }
 }
@@ -204,15 +180,8 @@ async fn check_schema(pool: deadpool_postgres::Pool) {
                 binary = embedded,
                 "database schema is ahead of this binary's migrations (rolled-back release?)"
             ),
-            None => tracing::warn!(
-                binary = embedded,
-                "no migrations applied yet: run `control-plane migrate`"
-            ),
-            Some(&latest) => tracing::info!(
-                database = latest,
-                binary = embedded,
-                "schema version checked"
-            ),
+            None => tracing::warn!(binary = embedded, "no migrations applied yet: run `control-plane migrate`"),
+            Some(&latest) => tracing::info!(database = latest, binary = embedded, "schema version checked"),
         },
         _ => tracing::warn!("could not read the schema version at start (Postgres unavailable?)"),
     }

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -25,79 +25,47 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self> {
         let registry = Registry::new();
-        let latency = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ];
+        let latency = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let metrics = Self {
             http_requests: IntCounterVec::new(
-                Opts::new(
-                    "control_plane_http_requests_total",
-                    "HTTP requests by matched route and status",
-                ),
+                Opts::new("control_plane_http_requests_total", "HTTP requests by matched route and status"),
                 &["route", "status"],
             )?,
             http_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "control_plane_http_request_duration_seconds",
-                    "HTTP request latency",
-                )
-                .buckets(latency.clone()),
+                HistogramOpts::new("control_plane_http_request_duration_seconds", "HTTP request latency")
+                    .buckets(latency.clone()),
                 &["route"],
             )?,
             executions: IntCounterVec::new(
-                Opts::new(
-                    "control_plane_pattern_executions_total",
-                    "Pattern executions by pattern and outcome",
-                ),
+                Opts::new("control_plane_pattern_executions_total", "Pattern executions by pattern and outcome"),
                 &["pattern", "status"],
             )?,
             execution_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "control_plane_execution_duration_seconds",
-                    "Time to run one pattern execution",
-                )
-                .buckets(latency.clone()),
+                HistogramOpts::new("control_plane_execution_duration_seconds", "Time to run one pattern execution")
+                    .buckets(latency.clone()),
                 &["pattern"],
             )?,
-            agents_active: IntGauge::new(
-                "control_plane_agents_active",
-                "Agents currently running a task",
-            )?,
+            agents_active: IntGauge::new("control_plane_agents_active", "Agents currently running a task")?,
             agent_task_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "control_plane_agent_task_duration_seconds",
-                    "Time one agent spends on its task",
-                )
-                .buckets(latency),
+                HistogramOpts::new("control_plane_agent_task_duration_seconds", "Time one agent spends on its task")
+                    .buckets(latency),
                 &["role"],
             )?,
             confidence: Histogram::with_opts(
-                HistogramOpts::new(
-                    "control_plane_executions_confidence",
-                    "Confidence score of execution results",
-                )
-                .buckets(vec![0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]),
+                HistogramOpts::new("control_plane_executions_confidence", "Confidence score of execution results")
+                    .buckets(vec![0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]),
             )?,
             last_confidence: Gauge::new(
                 "control_plane_executions_last_confidence",
                 "Confidence score of the most recent execution",
             )?,
-            patterns_total: IntGauge::new(
-                "control_plane_patterns_total",
-                "Patterns known to the service",
-            )?,
+            patterns_total: IntGauge::new("control_plane_patterns_total", "Patterns known to the service")?,
             db_pool: IntGaugeVec::new(
-                Opts::new(
-                    "control_plane_db_pool_connections",
-                    "Postgres pool connections by state",
-                ),
+                Opts::new("control_plane_db_pool_connections", "Postgres pool connections by state"),
                 &["state"],
             )?,
             dependency_up: GaugeVec::new(
-                Opts::new(
-                    "control_plane_dependency_up",
-                    "1 when the dependency answered its last check",
-                ),
+                Opts::new("control_plane_dependency_up", "1 when the dependency answered its last check"),
                 &["dependency"],
             )?,
             registry,
@@ -120,32 +88,20 @@ impl Metrics {
         r.register(Box::new(self.db_pool.clone()))?;
         r.register(Box::new(self.dependency_up.clone()))?;
         #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(())
     }
 
     pub fn set_pool(&self, status: deadpool_postgres::Status) {
         let in_use = status.size.saturating_sub(status.available);
-        self.db_pool
-            .with_label_values(&["idle"])
-            .set(status.available as i64);
-        self.db_pool
-            .with_label_values(&["in_use"])
-            .set(in_use as i64);
-        self.db_pool
-            .with_label_values(&["max"])
-            .set(status.max_size as i64);
-        self.db_pool
-            .with_label_values(&["waiting"])
-            .set(status.waiting as i64);
+        self.db_pool.with_label_values(&["idle"]).set(status.available as i64);
+        self.db_pool.with_label_values(&["in_use"]).set(in_use as i64);
+        self.db_pool.with_label_values(&["max"]).set(status.max_size as i64);
+        self.db_pool.with_label_values(&["waiting"]).set(status.waiting as i64);
     }
 
     pub fn set_dependency(&self, name: &str, up: bool) {
-        self.dependency_up
-            .with_label_values(&[name])
-            .set(if up { 1.0 } else { 0.0 });
+        self.dependency_up.with_label_values(&[name]).set(if up { 1.0 } else { 0.0 });
     }
 
     /// The text exposition format Prometheus scrapes.
@@ -163,27 +119,14 @@ mod tests {
     #[test]
     fn renders_every_contract_metric() {
         let m = Metrics::new().unwrap();
-        m.executions
-            .with_label_values(&["review", "succeeded"])
-            .inc();
-        m.execution_duration
-            .with_label_values(&["review"])
-            .observe(0.01);
-        m.agent_task_duration
-            .with_label_values(&["draft"])
-            .observe(0.001);
+        m.executions.with_label_values(&["review", "succeeded"]).inc();
+        m.execution_duration.with_label_values(&["review"]).observe(0.01);
+        m.agent_task_duration.with_label_values(&["draft"]).observe(0.001);
         m.http_requests.with_label_values(&["/health", "200"]).inc();
-        m.http_duration
-            .with_label_values(&["/health"])
-            .observe(0.001);
+        m.http_duration.with_label_values(&["/health"]).observe(0.001);
         m.confidence.observe(0.9);
         m.set_dependency("postgres", true);
-        m.set_pool(deadpool_postgres::Status {
-            max_size: 10,
-            size: 2,
-            available: 1,
-            waiting: 0,
-        });
+        m.set_pool(deadpool_postgres::Status { max_size: 10, size: 2, available: 1, waiting: 0 });
         let text = m.render().unwrap();
         for name in [
             "control_plane_pattern_executions_total{pattern=\"review\",status=\"succeeded\"} 1",

@@ -25,26 +25,15 @@ pub fn embedded() -> Result<Vec<Migration>> {
 
 /// Highest migration version this binary knows; a database ahead of it was migrated by a newer release.
 pub fn highest_embedded() -> i64 {
-    embedded()
-        .ok()
-        .and_then(|all| all.last().map(|m| m.version))
-        .unwrap_or(0)
+    embedded().ok().and_then(|all| all.last().map(|m| m.version)).unwrap_or(0)
 }
 
 pub fn parse_all(files: &[(&str, &str)]) -> Result<Vec<Migration>> {
-    let mut all = files
-        .iter()
-        .map(|(file, sql)| parse(file, sql))
-        .collect::<Result<Vec<_>>>()?;
+    let mut all = files.iter().map(|(file, sql)| parse(file, sql)).collect::<Result<Vec<_>>>()?;
     all.sort_by_key(|m| m.version);
     for pair in all.windows(2) {
         if pair[0].version == pair[1].version {
-            bail!(
-                "migrations {} and {} share version {}",
-                pair[0].file,
-                pair[1].file,
-                pair[0].version
-            );
+            bail!("migrations {} and {} share version {}", pair[0].file, pair[1].file, pair[0].version);
         }
     }
     Ok(all)
@@ -52,18 +41,13 @@ pub fn parse_all(files: &[(&str, &str)]) -> Result<Vec<Migration>> {
 
 /// Reads `NNNN_name.sql` into a migration; the version is the number before the first underscore.
 pub fn parse(file: &str, sql: &str) -> Result<Migration> {
-    let stem = file
-        .strip_suffix(".sql")
-        .with_context(|| format!("migration file {file} must end in .sql"))?;
-    let (digits, name) = stem
-        .split_once('_')
-        .with_context(|| format!("migration file {file} must be named NNNN_name.sql"))?;
+    let stem = file.strip_suffix(".sql").with_context(|| format!("migration file {file} must end in .sql"))?;
+    let (digits, name) =
+        stem.split_once('_').with_context(|| format!("migration file {file} must be named NNNN_name.sql"))?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
         bail!("migration file {file} must be named NNNN_name.sql");
     }
-    let version = digits
-        .parse()
-        .with_context(|| format!("migration file {file}: version too large"))?;
+    let version = digits.parse().with_context(|| format!("migration file {file}: version too large"))?;
     Ok(Migration {
         version,
         name: name.to_string(),
@@ -75,10 +59,7 @@ pub fn parse(file: &str, sql: &str) -> Result<Migration> {
 
 /// Hex sha256 of a migration file's bytes, recorded so an edited applied migration is caught.
 pub fn checksum(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(sql.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Splits a script into statements at top-level `;`, respecting quotes, comments and dollar quoting,
@@ -91,9 +72,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'\'' | b'"' => i = skip_quoted(bytes, i),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = find_from(bytes, i, b"\n").unwrap_or(bytes.len())
-            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = find_from(bytes, i, b"\n").unwrap_or(bytes.len()),
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 i = find_from(bytes, i + 2, b"*/").map_or(bytes.len(), |end| end + 2)
             }
@@ -138,10 +117,8 @@ fn skip_quoted(bytes: &[u8], open: usize) -> usize {
 }
 
 fn skip_dollar_quoted(bytes: &[u8], open: usize) -> usize {
-    let tag_end = bytes[open + 1..]
-        .iter()
-        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-        .map(|n| open + 1 + n);
+    let tag_end =
+        bytes[open + 1..].iter().position(|b| !(b.is_ascii_alphanumeric() || *b == b'_')).map(|n| open + 1 + n);
     match tag_end {
         Some(end) if bytes[end] == b'$' => {
             let tag = &bytes[open..=end];
@@ -153,11 +130,7 @@ fn skip_dollar_quoted(bytes: &[u8], open: usize) -> usize {
 }
 
 fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|n| from + n)
+    bytes.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|n| from + n)
 }
 
 /// A migration recorded in `schema_migrations`.
@@ -187,10 +160,7 @@ pub fn checksum_mismatches(embedded: &[Migration], applied: &[Applied]) -> Vec<S
 
 /// Migrations not yet applied, in order.
 pub fn pending<'a>(embedded: &'a [Migration], applied: &[Applied]) -> Vec<&'a Migration> {
-    embedded
-        .iter()
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .collect()
+    embedded.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).collect()
 }
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -211,20 +181,10 @@ pub async fn applied(client: &Client) -> Result<Vec<Applied>> {
         return Ok(Vec::new());
     }
     let rows = client
-        .query(
-            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
+        .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[])
         .await
         .context("reading schema_migrations")?;
-    Ok(rows
-        .iter()
-        .map(|r| Applied {
-            version: r.get(0),
-            name: r.get(1),
-            checksum: r.get(2),
-        })
-        .collect())
+    Ok(rows.iter().map(|r| Applied { version: r.get(0), name: r.get(1), checksum: r.get(2) }).collect())
 }
 
 /// Applies every pending migration, each in its own transaction, under an advisory lock.
@@ -237,17 +197,12 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
         .context("taking the migration advisory lock")?;
     let outcome = migrate_locked(client, &embedded).await;
     // Closing the session releases the lock anyway; unlocking keeps a reused connection clean.
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
-        .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY]).await;
     outcome
 }
 
 async fn migrate_locked(client: &mut Client, embedded: &[Migration]) -> Result<Vec<String>> {
-    client
-        .batch_execute(CREATE_TABLE)
-        .await
-        .context("creating schema_migrations")?;
+    client.batch_execute(CREATE_TABLE).await.context("creating schema_migrations")?;
     let applied = applied(client).await?;
     let mismatches = checksum_mismatches(embedded, &applied);
     if !mismatches.is_empty() {
@@ -267,19 +222,11 @@ async fn migrate_locked(client: &mut Client, embedded: &[Migration]) -> Result<V
 }
 
 async fn apply_one(client: &mut Client, migration: &Migration) -> Result<()> {
-    let tx = client
-        .transaction()
-        .await
-        .with_context(|| format!("starting transaction for {}", migration.file))?;
+    let tx = client.transaction().await.with_context(|| format!("starting transaction for {}", migration.file))?;
     for statement in split_statements(&migration.sql) {
         if let Err(err) = tx.batch_execute(&statement).await {
-            let reason = err
-                .as_db_error()
-                .map_or_else(|| err.to_string(), |db| db.message().to_string());
-            bail!(
-                "migration {} failed: {reason}\nstatement: {statement}",
-                migration.file
-            );
+            let reason = err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string());
+            bail!("migration {} failed: {reason}\nstatement: {statement}", migration.file);
         }
     }
     tx.execute(
@@ -288,9 +235,7 @@ async fn apply_one(client: &mut Client, migration: &Migration) -> Result<()> {
     )
     .await
     .with_context(|| format!("recording {}", migration.file))?;
-    tx.commit()
-        .await
-        .with_context(|| format!("committing {}", migration.file))
+    tx.commit().await.with_context(|| format!("committing {}", migration.file))
 }
 
 #[cfg(test)]
@@ -300,21 +245,13 @@ mod tests {
     #[test]
     fn orders_by_version_not_by_input_order() {
         let all = parse_all(&[("0010_b.sql", "b"), ("0002_a.sql", "a")]).unwrap();
-        assert_eq!(
-            all.iter().map(|m| m.version).collect::<Vec<_>>(),
-            vec![2, 10]
-        );
+        assert_eq!(all.iter().map(|m| m.version).collect::<Vec<_>>(), vec![2, 10]);
         assert_eq!(all[0].name, "a");
     }
 
     #[test]
     fn rejects_duplicate_versions_and_bad_names() {
-        assert!(
-            parse_all(&[("0001_a.sql", ""), ("1_b.sql", "")])
-                .unwrap_err()
-                .to_string()
-                .contains("share version 1")
-        );
+        assert!(parse_all(&[("0001_a.sql", ""), ("1_b.sql", "")]).unwrap_err().to_string().contains("share version 1"));
         assert!(parse("init.sql", "").is_err());
         assert!(parse("00x1_init.sql", "").is_err());
         assert!(parse("0001_init.txt", "").is_err());
@@ -323,10 +260,7 @@ mod tests {
 
     #[test]
     fn checksum_is_sha256_hex() {
-        assert_eq!(
-            checksum(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(checksum(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
@@ -353,11 +287,7 @@ mod tests {
     #[test]
     fn detects_edited_applied_migration_by_file_name() {
         let embedded = parse_all(&[("0001_init.sql", "changed")]).unwrap();
-        let applied = vec![Applied {
-            version: 1,
-            name: "init".into(),
-            checksum: checksum("original"),
-        }];
+        let applied = vec![Applied { version: 1, name: "init".into(), checksum: checksum("original") }];
         let errors = checksum_mismatches(&embedded, &applied);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("0001_init.sql"));
@@ -367,18 +297,8 @@ mod tests {
     #[test]
     fn pending_skips_applied_versions() {
         let embedded = parse_all(&[("0001_a.sql", "a"), ("0002_b.sql", "b")]).unwrap();
-        let applied = vec![Applied {
-            version: 1,
-            name: "a".into(),
-            checksum: checksum("a"),
-        }];
+        let applied = vec![Applied { version: 1, name: "a".into(), checksum: checksum("a") }];
         assert!(checksum_mismatches(&embedded, &applied).is_empty());
-        assert_eq!(
-            pending(&embedded, &applied)
-                .iter()
-                .map(|m| m.version)
-                .collect::<Vec<_>>(),
-            vec![2]
-        );
+        assert_eq!(pending(&embedded, &applied).iter().map(|m| m.version).collect::<Vec<_>>(), vec![2]);
     }
 }

@@ -11,11 +11,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(rate_per_sec: u32, now: Instant) -> Self {
         let rate = f64::from(rate_per_sec.max(1));
-        Self {
-            rate,
-            tokens: rate,
-            last: now,
-        }
+        Self { rate, tokens: rate, last: now }
     }
 
     /// Takes one token if there is one; `now` is passed in so the arithmetic is testable.

@@ -20,11 +20,8 @@ pub struct Check {
 
 /// Runs all checks; returns (all up, JSON body).
 pub async fn check_all(state: &AppState) -> (bool, Value) {
-    let (pg, redis, etcd) = tokio::join!(
-        timed(postgres(state)),
-        timed(async { state.cache.ping().await }),
-        timed(etcd(state)),
-    );
+    let (pg, redis, etcd) =
+        tokio::join!(timed(postgres(state)), timed(async { state.cache.ping().await }), timed(etcd(state)),);
     let mut checks = Map::new();
     let mut ready = true;
     for (name, check) in [("postgres", pg), ("redis", redis), ("etcd", etcd)] {
@@ -45,16 +42,8 @@ async fn timed(check: impl Future<Output = Result<()>>) -> Check {
     };
     let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     match outcome {
-        Ok(()) => Check {
-            status: "up",
-            latency_ms,
-            error: None,
-        },
-        Err(err) => Check {
-            status: "down",
-            latency_ms,
-            error: Some(format!("{err:#}")),
-        },
+        Ok(()) => Check { status: "up", latency_ms, error: None },
+        Err(err) => Check { status: "down", latency_ms, error: Some(format!("{err:#}")) },
     }
 }
 

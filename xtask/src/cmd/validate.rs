@@ -36,7 +36,9 @@ fn uncovered_items(p: &crate::config::Pipeline) -> Vec<String> {
         .checklist
         .iter()
         .filter(|item| {
-            let gated = p.stages.iter().flat_map(|s| &s.gates).any(|g| g.common.checklist.contains(&item.id));
+            let gated = p.stages.iter().any(|s| {
+                s.common.checklist.contains(&item.id) || s.gates.iter().any(|g| g.common.checklist.contains(&item.id))
+            });
             let signed = p.header.signoffs.iter().any(|s| s.checklist == item.id);
             !gated && !signed
         })

@@ -63,6 +63,13 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
             }
         }
         check_environments(header, stage, &nodes, i, &mut errors);
+        let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
+        for (c, id) in stage.common.checklist.iter().enumerate() {
+            if !ids.contains(&id.as_str()) {
+                let span = nodes[i].get("checklist").and_then(Node::as_seq).and_then(|s| s.get(c)).map(|n| n.span);
+                errors.push(unknown_item(id, &ids).at(span.unwrap_or(stage.span)));
+            }
+        }
         check_gates(header, stage, nodes.get(i).copied(), &mut errors);
     }
     if errors.is_empty()

@@ -150,6 +150,9 @@ pub struct StageCommon {
     /// Run only in these environments (default: all).
     #[serde(default)]
     pub environments: Option<Vec<String>>,
+    /// Checklist items proven by the stage's own checks (builds, lint, health), besides its gates.
+    #[serde(default)]
+    pub checklist: Vec<String>,
     #[serde(default)]
     #[schemars(skip)]
     #[allow(dead_code, reason = "gates are read by hand in `stage.rs`; declared so the key is known")]
@@ -157,7 +160,8 @@ pub struct StageCommon {
 }
 
 impl StageCommon {
-    pub const FIELDS: &[&str] = &["name", "kind", "description", "needs", "timeout", "when", "environments", "gates"];
+    pub const FIELDS: &[&str] =
+        &["name", "kind", "description", "needs", "timeout", "when", "environments", "checklist", "gates"];
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -175,10 +179,103 @@ pub enum StageSpec {
     Command(CommandStage),
     Verify(VerifyStage),
     Build(BuildStage),
+    BaseImage(BaseImageStage),
+    Helm(HelmStage),
+    Compose(ComposeStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build"];
+    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose"];
+}
+
+/// Creates the Debian base image (mmdebstrap + `docker import`) when it is missing: there is no registry.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BaseImageStage {
+    #[serde(default = "default_base_image")]
+    pub image: String,
+    /// Packages added to the defaults (ca-certificates, tini).
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+fn default_base_image() -> String {
+    "rehearsal/debian:bookworm".into()
+}
+
+/// Lints, renders and checks a Helm chart with one environment's values.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelmStage {
+    /// Chart directory, relative to the pipeline file.
+    pub chart: String,
+    /// Values files, later ones win (e.g. `values-${ENVIRONMENT}.yaml`).
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// `--set key=value` expressions.
+    #[serde(default)]
+    pub set: Vec<String>,
+    #[serde(default)]
+    pub release: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The helm executable (default: `helm` on PATH, else the repository's stand-in).
+    #[serde(default)]
+    pub helm: Option<String>,
+    /// Every app container must run this image tag (the tag the build stage produced).
+    #[serde(default)]
+    pub image_tag: Option<String>,
+    #[serde(default = "default_liveness")]
+    pub liveness_path: String,
+    #[serde(default = "default_readiness")]
+    pub readiness_path: String,
+    /// Environment variables every app container must receive.
+    #[serde(default)]
+    pub required_env: Vec<String>,
+    /// A Kubernetes context for a server-side dry-run apply; without one it is reported as not run.
+    #[serde(default)]
+    pub kube_context: Option<String>,
+}
+
+fn default_liveness() -> String {
+    "/health/live".into()
+}
+
+fn default_readiness() -> String {
+    "/health/ready".into()
+}
+
+/// Brings a compose project up and waits until every service is healthy (or, for one-shot services,
+/// exited 0), or takes it down.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeStage {
+    /// The compose file, relative to the pipeline file.
+    pub file: String,
+    /// Project name; keep it per run (e.g. `rehearsal-${RUN_ID}`) so two runs never collide.
+    pub project: String,
+    #[serde(default)]
+    pub action: ComposeAction,
+    /// Only these services (default: all).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Variables for the compose file.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How long `up` waits for health (default 3m).
+    #[serde(default)]
+    pub wait: Option<Dur>,
+    /// `down` also removes volumes.
+    #[serde(default)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ComposeAction {
+    #[default]
+    Up,
+    Down,
 }
 
 /// Runs one program with its arguments (no shell), capturing its output.
@@ -247,6 +344,9 @@ pub struct ImageSpec {
     /// Multi-stage target.
     #[serde(default)]
     pub target: Option<String>,
+    /// Fixed tags added to the policy's, e.g. the packaged version (`15` for Postgres).
+    #[serde(default)]
+    pub extra_tags: Vec<String>,
     /// A Cargo.toml whose `version` the `version` tag uses.
     #[serde(default)]
     pub version_from: Option<String>,
@@ -395,6 +495,17 @@ impl StageSpec {
                 .collect::<Vec<_>>()
                 .join(" "),
             StageSpec::Verify(_) => "gates only".into(),
+            StageSpec::BaseImage(b) => format!("base image {}", b.image),
+            StageSpec::Helm(h) => {
+                let values = if h.values.is_empty() { String::new() } else { format!(" -f {}", h.values.join(" -f ")) };
+                format!("helm lint/template {}{values}", h.chart)
+            }
+            StageSpec::Compose(c) => {
+                let action = if c.action == ComposeAction::Up { "up" } else { "down" };
+                format!("compose -p {} -f {} {action} {}", c.project, c.file, c.services.join(" "))
+                    .trim_end()
+                    .to_string()
+            }
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))

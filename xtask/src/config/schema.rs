@@ -7,7 +7,14 @@ use super::model::*;
 
 /// Each stage kind with the schema of its own keys.
 fn stage_kinds() -> Vec<(&'static str, Value)> {
-    vec![("command", of::<CommandStage>()), ("verify", of::<VerifyStage>()), ("build", of::<BuildStage>())]
+    vec![
+        ("command", of::<CommandStage>()),
+        ("verify", of::<VerifyStage>()),
+        ("build", of::<BuildStage>()),
+        ("base_image", of::<BaseImageStage>()),
+        ("helm", of::<HelmStage>()),
+        ("compose", of::<ComposeStage>()),
+    ]
 }
 
 /// Each gate kind with the schema of its own keys.

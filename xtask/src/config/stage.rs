@@ -49,6 +49,9 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "command" => StageSpec::Command(from_node(node)?),
         "verify" => StageSpec::Verify(from_node(node)?),
         "build" => StageSpec::Build(from_node(node)?),
+        "base_image" => StageSpec::BaseImage(from_node(node)?),
+        "helm" => StageSpec::Helm(from_node(node)?),
+        "compose" => StageSpec::Compose(from_node(node)?),
         _ => return Ok(None),
     }))
 }

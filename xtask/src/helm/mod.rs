@@ -9,15 +9,24 @@ pub mod standin;
 #[cfg(test)]
 mod chart_tests;
 
+#[cfg(test)]
 use std::path::Path;
 
+#[cfg(test)]
 use xshell::Shell;
 
-pub use objects::{ParseProblem, RenderedObject, parse_rendered};
-pub use policy::{PolicyInput, Violation, check_policies};
+#[cfg(test)]
+pub use objects::ParseProblem;
+pub use objects::{RenderedObject, parse_rendered};
+#[cfg(test)]
+pub use policy::Violation;
+pub use policy::{PolicyInput, check_policies};
 pub use render::{ChartArgs, HelmOutput};
 
 /// The step of a chart check that failed first; later steps did not run.
+/// The first failing step of a chart check (the `helm` stage records each step as its own gate;
+/// the chart tests use this to assert which step fails).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChartFailure {
     Lint(HelmOutput),
@@ -26,6 +35,7 @@ pub enum ChartFailure {
     Policy(Vec<Violation>),
 }
 
+#[cfg(test)]
 impl std::fmt::Display for ChartFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -46,6 +56,7 @@ impl std::fmt::Display for ChartFailure {
 }
 
 /// What a passing check produced: the rendering and its objects, for a later cluster dry run.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct ChartChecked {
     pub lint: HelmOutput,
@@ -54,6 +65,7 @@ pub struct ChartChecked {
 }
 
 /// Lints (strict), renders, parses and checks one chart; `Err` only when helm could not be run.
+#[cfg(test)]
 pub fn check_chart(
     sh: &Shell,
     helm: &Path,

@@ -33,6 +33,7 @@ impl RenderedObject {
 
 /// The kinds the policies look into; any other kind is kept untyped.
 #[derive(Debug, Clone)]
+#[allow(dead_code, reason = "parsing into these types is the validation; policies read `value`")]
 pub enum Typed {
     Deployment(Box<Deployment>),
     StatefulSet(Box<StatefulSet>),

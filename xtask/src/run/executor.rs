@@ -149,6 +149,7 @@ impl Executor<'_> {
         StageRecord {
             name: step.name.clone(),
             kind: step.kind.clone(),
+            checklist: self.pipeline.stages[step.index].common.checklist.clone(),
             when: step.when,
             target: step.target.clone(),
             status,
@@ -174,6 +175,7 @@ impl Executor<'_> {
         StageRecord {
             name: step.name.clone(),
             kind: step.kind.clone(),
+            checklist: self.pipeline.stages[step.index].common.checklist.clone(),
             when: step.when,
             target: step.target.clone(),
             status,

@@ -74,6 +74,9 @@ pub struct Options {
 pub struct StageRecord {
     pub name: String,
     pub kind: String,
+    /// Checklist items the stage's own checks prove.
+    #[serde(default)]
+    pub checklist: Vec<String>,
     pub when: crate::config::When,
     pub target: String,
     pub status: Status,
@@ -100,6 +103,30 @@ pub struct GateRecord {
     pub actual: String,
     pub attempts: u32,
     pub duration_ms: u64,
+}
+
+impl GateRecord {
+    /// A verdict a stage reaches itself (a build, a lint, a health wait) rather than through a configured gate.
+    pub fn judged(
+        name: impl Into<String>,
+        kind: &str,
+        passed: bool,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> GateRecord {
+        let name = name.into();
+        GateRecord {
+            target: name.clone(),
+            name,
+            kind: kind.into(),
+            checklist: Vec::new(),
+            status: if passed { Status::Passed } else { Status::Failed },
+            expected: expected.into(),
+            actual: actual.into(),
+            attempts: 1,
+            duration_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,7 +157,7 @@ pub fn checklist_rows(items: &[ChecklistItem], signoffs: &[Signoff], stages: &[S
             let gates: Vec<(&StageRecord, &GateRecord)> = stages
                 .iter()
                 .flat_map(|s| s.gates.iter().map(move |g| (s, g)))
-                .filter(|(_, g)| g.checklist.contains(&item.id))
+                .filter(|(s, g)| g.checklist.contains(&item.id) || s.checklist.contains(&item.id))
                 .collect();
             let signoff = signoffs.iter().find(|s| s.checklist == item.id).cloned();
             let status = if !gates.is_empty() {

@@ -1,7 +1,10 @@
 //! Stage kinds: each runs its work, then its gates, and reports a result. One file per kind.
 
+mod base_image;
 mod build;
 mod command;
+mod compose;
+mod helm;
 mod verify;
 
 pub use build::tags::sha_tag;
@@ -63,6 +66,16 @@ impl StageResult {
 
 /// Runs one stage within its timeout; a timed-out stage is cancelled and cleans up before it fails.
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
+    let mut result = run_with_timeout(stage, cx).await;
+    // Checks a stage makes itself prove the items the stage names.
+    let own_checks = result.gates.iter_mut().filter(|g| !crate::config::GateSpec::KINDS.contains(&g.kind.as_str()));
+    for gate in own_checks.filter(|g| g.checklist.is_empty()) {
+        gate.checklist = stage.common.checklist.clone();
+    }
+    result
+}
+
+async fn run_with_timeout(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
     let limit = stage.common.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
     let token = cx.cancel.child_token();
     let inner = StageCx {
@@ -97,6 +110,9 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Command(spec) => command::run(stage, spec, cx).await,
         StageSpec::Verify(_) => verify::run(stage, cx).await,
         StageSpec::Build(spec) => build::run(stage, spec, cx).await,
+        StageSpec::BaseImage(spec) => base_image::run(spec, cx).await,
+        StageSpec::Helm(spec) => helm::run(spec, cx).await,
+        StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
     }
 }
 

@@ -25,18 +25,12 @@ pub async fn patterns(State(state): State<AppState>) -> Result<Response, ApiErro
         state.metrics.patterns_total.set(patterns.len() as i64);
         return Ok(with_cache_header(Json(patterns), "hit"));
     }
-    let patterns = db::patterns(&state.pool)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let patterns = db::patterns(&state.pool).await.map_err(ApiError::unavailable)?;
     state.metrics.patterns_total.set(patterns.len() as i64);
     let outcome = match cached {
         Ok(_) => {
             let text = serde_json::to_string(&patterns).unwrap_or_default();
-            match state
-                .cache
-                .set(PATTERNS_KEY, &text, PATTERNS_TTL_SECS)
-                .await
-            {
+            match state.cache.set(PATTERNS_KEY, &text, PATTERNS_TTL_SECS).await {
                 Ok(()) => "miss",
                 Err(_) => "bypass",
             }
@@ -51,9 +45,7 @@ pub async fn patterns(State(state): State<AppState>) -> Result<Response, ApiErro
 
 fn with_cache_header(body: impl IntoResponse, outcome: &'static str) -> Response {
     let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(outcome));
+    response.headers_mut().insert("x-cache", HeaderValue::from_static(outcome));
     response
 }
 
@@ -65,20 +57,12 @@ struct ExecutionRequest {
 }
 
 /// Takes raw bytes so every kind of bad input maps to a 4xx chosen here, never a 5xx.
-pub async fn create_execution(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn create_execution(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let request = parse_execution(&body)?;
     let input = request.input.unwrap_or_else(|| json!({}));
-    let pattern = db::pattern_by_name(&state.pool, &request.pattern)
-        .await
-        .map_err(ApiError::unavailable)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("unknown pattern {:?}", request.pattern),
-            )
+    let pattern =
+        db::pattern_by_name(&state.pool, &request.pattern).await.map_err(ApiError::unavailable)?.ok_or_else(|| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("unknown pattern {:?}", request.pattern))
         })?;
 
     let outcome = execute::run(&pattern, &input, &state.metrics).await;
@@ -95,17 +79,9 @@ pub async fn create_execution(
     )
     .await;
     let m = &state.metrics;
-    let status = if stored.is_ok() {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    m.executions
-        .with_label_values(&[pattern.name.as_str(), status])
-        .inc();
-    m.execution_duration
-        .with_label_values(&[pattern.name.as_str()])
-        .observe(outcome.duration_ms / 1000.0);
+    let status = if stored.is_ok() { "succeeded" } else { "failed" };
+    m.executions.with_label_values(&[pattern.name.as_str(), status]).inc();
+    m.execution_duration.with_label_values(&[pattern.name.as_str()]).observe(outcome.duration_ms / 1000.0);
     let execution = stored.map_err(ApiError::unavailable)?;
     m.confidence.observe(execution.confidence);
     m.last_confidence.set(execution.confidence);
@@ -114,49 +90,25 @@ pub async fn create_execution(
 }
 
 fn parse_execution(body: &[u8]) -> Result<ExecutionRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}")))?;
     let request: ExecutionRequest = serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"pattern\": \"<name>\", \"input\": {{..}}}}: {e}"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"pattern\": \"<name>\", \"input\": {{..}}}}: {e}"))
     })?;
     if request.input.as_ref().is_some_and(|i| !i.is_object()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "input must be a JSON object",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "input must be a JSON object"));
     }
     if request.pattern.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "pattern must not be empty",
-        ));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "pattern must not be empty"));
     }
     Ok(request)
 }
 
-pub async fn get_execution(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "execution id must be an integer"))?;
-    match db::execution(&state.pool, id)
-        .await
-        .map_err(ApiError::unavailable)?
-    {
+pub async fn get_execution(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "execution id must be an integer"))?;
+    match db::execution(&state.pool, id).await.map_err(ApiError::unavailable)? {
         Some(execution) => Ok(Json(execution).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no execution {id}"),
-        )),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no execution {id}"))),
     }
 }
 
@@ -165,9 +117,7 @@ pub async fn list_executions(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let limit = parse_limit(query.get("limit").map(String::as_str))?;
-    let executions = db::recent_executions(&state.pool, limit)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let executions = db::recent_executions(&state.pool, limit).await.map_err(ApiError::unavailable)?;
     Ok(Json(executions).into_response())
 }
 
@@ -177,10 +127,7 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
         None => Ok(20),
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if n >= 1 => Ok(n.min(100)),
-            _ => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "limit must be a positive integer",
-            )),
+            _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "limit must be a positive integer")),
         },
     }
 }
@@ -199,14 +146,8 @@ mod tests {
         assert_eq!(status("{"), Some(StatusCode::BAD_REQUEST));
         assert_eq!(status("[]"), Some(StatusCode::BAD_REQUEST));
         assert_eq!(status(r#"{"input":{}}"#), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(
-            status(r#"{"pattern":"x","input":3}"#),
-            Some(StatusCode::BAD_REQUEST)
-        );
-        assert_eq!(
-            status(r#"{"pattern":" "}"#),
-            Some(StatusCode::UNPROCESSABLE_ENTITY)
-        );
+        assert_eq!(status(r#"{"pattern":"x","input":3}"#), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(r#"{"pattern":" "}"#), Some(StatusCode::UNPROCESSABLE_ENTITY));
         assert_eq!(status(r#"{"pattern":"review","input":{"q":1}}"#), None);
     }
 

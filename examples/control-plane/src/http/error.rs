@@ -12,19 +12,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 
     /// A dependency failed: the request was fine, the service cannot answer it right now.
     pub fn unavailable(err: anyhow::Error) -> Self {
         tracing::warn!(error = %format!("{err:#}"), "dependency failure while serving a request");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "a dependency is unavailable, retry later",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "a dependency is unavailable, retry later")
     }
 }
 

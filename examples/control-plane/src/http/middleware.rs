@@ -19,16 +19,10 @@ pub async fn version_header(State(state): State<AppState>, req: Request, next: N
 }
 
 /// The body-limit layers answer 413 in plain text; API clients get the same JSON error shape as elsewhere.
-pub async fn json_payload_too_large(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn json_payload_too_large(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
         let limit = state.config.max_body_bytes;
         return ApiError::new(
@@ -42,20 +36,12 @@ pub async fn json_payload_too_large(
 
 pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // The route template, not the raw path, keeps label cardinality bounded.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let start = Instant::now();
     let response = next.run(req).await;
     let m = &state.metrics;
-    m.http_requests
-        .with_label_values(&[route.as_str(), response.status().as_str()])
-        .inc();
-    m.http_duration
-        .with_label_values(&[route.as_str()])
-        .observe(start.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&[route.as_str(), response.status().as_str()]).inc();
+    m.http_duration.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
     response
 }
 
@@ -63,16 +49,10 @@ pub async fn record_metrics(State(state): State<AppState>, req: Request, next: N
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let exempt = req.uri().path().starts_with("/health") || req.uri().path() == "/metrics";
     if let (Some(limiter), false) = (&state.limiter, exempt) {
-        let allowed = limiter
-            .lock()
-            .map(|mut bucket| bucket.try_take(Instant::now()))
-            .unwrap_or(true);
+        let allowed = limiter.lock().map(|mut bucket| bucket.try_take(Instant::now())).unwrap_or(true);
         if !allowed {
-            let mut response =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded").into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         }
     }
@@ -84,11 +64,8 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         && needs_token(req.method(), req.uri().path())
         && !bearer_matches(req.headers().get(header::AUTHORIZATION), token)
     {
-        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
     next.run(req).await
@@ -100,10 +77,7 @@ pub fn needs_token(method: &Method, path: &str) -> bool {
 }
 
 fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
-    let given = header
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = header.and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
     constant_time_eq(given.trim().as_bytes(), token.as_bytes())
 }
 
@@ -130,14 +104,8 @@ mod tests {
     fn bearer_must_match_exactly() {
         let ok = HeaderValue::from_static("Bearer s3cret");
         assert!(bearer_matches(Some(&ok), "s3cret"));
-        assert!(!bearer_matches(
-            Some(&HeaderValue::from_static("Bearer s3cre")),
-            "s3cret"
-        ));
-        assert!(!bearer_matches(
-            Some(&HeaderValue::from_static("s3cret")),
-            "s3cret"
-        ));
+        assert!(!bearer_matches(Some(&HeaderValue::from_static("Bearer s3cre")), "s3cret"));
+        assert!(!bearer_matches(Some(&HeaderValue::from_static("s3cret")), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
     }
 }

@@ -26,10 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(ops::version))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/patterns", get(api::patterns))
-        .route(
-            "/api/v1/executions",
-            get(api::list_executions).post(api::create_execution),
-        )
+        .route("/api/v1/executions", get(api::list_executions).post(api::create_execution))
         .route("/api/v1/executions/{id}", get(api::get_execution))
         .route("/api/v1/admin/config", get(api::admin_config))
         .route("/ws", get(ws::upgrade))
@@ -39,32 +36,20 @@ pub fn router(state: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
-        .layer(from_fn_with_state(
-            state.clone(),
-            middleware::json_payload_too_large,
-        ))
+        .layer(from_fn_with_state(state.clone(), middleware::json_payload_too_large))
         .layer(from_fn_with_state(state.clone(), middleware::require_token))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
-        .layer(from_fn_with_state(
-            state.clone(),
-            middleware::record_metrics,
-        ))
+        .layer(from_fn_with_state(state.clone(), middleware::record_metrics))
         .layer(cors(&state.config.cors_allowed_origins))
         // A 503 from a degraded readiness probe is expected during outages: warn, not error.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
-        .layer(from_fn_with_state(
-            state.clone(),
-            middleware::version_header,
-        ))
+        .layer(from_fn_with_state(state.clone(), middleware::version_header))
         .with_state(state)
 }
 
 /// Only listed origins are echoed back; with none listed, no cross-origin access is granted.
 fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(allowed))
         .allow_methods([Method::GET, Method::POST])

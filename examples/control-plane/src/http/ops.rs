@@ -20,19 +20,14 @@ pub async fn live() -> Json<Value> {
 
 pub async fn ready(State(state): State<AppState>) -> Response {
     let (ready, body) = readiness::check_all(&state).await;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
 /// `schema_version.embedded` is what this binary expects; `applied` is what the database has
 /// (null when Postgres cannot be asked), so a rollback drill can compare them.
 pub async fn version(State(state): State<AppState>) -> Json<Value> {
-    let applied =
-        tokio::time::timeout(Duration::from_secs(1), db::applied_versions(&state.pool)).await;
+    let applied = tokio::time::timeout(Duration::from_secs(1), db::applied_versions(&state.pool)).await;
     let applied = match applied {
         Ok(Ok(versions)) => json!(versions),
         _ => Value::Null,
@@ -49,14 +44,7 @@ pub async fn version(State(state): State<AppState>) -> Json<Value> {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.set_pool(state.pool.status());
     match state.metrics.render() {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "rendering metrics failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

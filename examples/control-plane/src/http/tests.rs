@@ -15,51 +15,28 @@ use crate::{cache, db, metrics, ratelimit};
 
 fn state(pairs: &[(&str, &str)]) -> AppState {
     let mut vars: Vec<(String, String)> = vec![
-        (
-            "DATABASE_URL".into(),
-            "postgres://app:pw@127.0.0.1:1/app".into(),
-        ),
+        ("DATABASE_URL".into(), "postgres://app:pw@127.0.0.1:1/app".into()),
         ("REDIS_URL".into(), "redis://:pw@127.0.0.1:1".into()),
         ("APP_VERSION".into(), "7.7.7-test".into()),
     ];
     vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::from_lookup(|key| {
-        vars.iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap();
+    let config = Config::from_lookup(|key| vars.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())).unwrap();
     AppState {
         pool: db::pool(&config.database_url, 2).unwrap(),
         cache: cache::Cache::new(&config.redis_url).unwrap(),
         metrics: metrics::Metrics::new().unwrap(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_millis(200))
-            .build()
-            .unwrap(),
-        limiter: (config.rate_limit_per_sec > 0).then(|| {
-            Arc::new(Mutex::new(ratelimit::TokenBucket::new(
-                config.rate_limit_per_sec,
-                Instant::now(),
-            )))
-        }),
+        http: reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap(),
+        limiter: (config.rate_limit_per_sec > 0)
+            .then(|| Arc::new(Mutex::new(ratelimit::TokenBucket::new(config.rate_limit_per_sec, Instant::now())))),
         config: Arc::new(config),
     }
 }
 
-async fn send(
-    state: &AppState,
-    request: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, String) {
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
     let response = super::router(state.clone()).oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -83,11 +60,7 @@ async fn health_answers_with_version_header() {
 
 #[tokio::test]
 async fn readiness_is_503_with_every_check_when_dependencies_are_down() {
-    let (status, _, body) = send(
-        &state(&[("ETCD_ENDPOINTS", "http://127.0.0.1:1")]),
-        get("/health/ready"),
-    )
-    .await;
+    let (status, _, body) = send(&state(&[("ETCD_ENDPOINTS", "http://127.0.0.1:1")]), get("/health/ready")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["status"], "degraded");
@@ -118,10 +91,8 @@ async fn token_guards_writes_and_admin_only() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = send(&s, get("/api/v1/admin/config")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let authorized = Request::get("/api/v1/admin/config")
-        .header(header::AUTHORIZATION, "Bearer t0ken")
-        .body(Body::empty())
-        .unwrap();
+    let authorized =
+        Request::get("/api/v1/admin/config").header(header::AUTHORIZATION, "Bearer t0ken").body(Body::empty()).unwrap();
     let (status, _, body) = send(&s, authorized).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!body.contains("t0ken") && !body.contains(":pw@"), "{body}");
@@ -132,17 +103,10 @@ async fn token_guards_writes_and_admin_only() {
 #[tokio::test]
 async fn cors_echoes_only_allowed_origins() {
     let s = state(&[("CORS_ALLOWED_ORIGINS", "https://ok.example")]);
-    let with_origin = |origin: &str| {
-        Request::get("/health")
-            .header(header::ORIGIN, origin)
-            .body(Body::empty())
-            .unwrap()
-    };
+    let with_origin =
+        |origin: &str| Request::get("/health").header(header::ORIGIN, origin).body(Body::empty()).unwrap();
     let (_, headers, _) = send(&s, with_origin("https://ok.example")).await;
-    assert_eq!(
-        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-        "https://ok.example"
-    );
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://ok.example");
     let (_, headers, _) = send(&s, with_origin("https://evil.example")).await;
     assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }
@@ -154,10 +118,7 @@ async fn rate_limit_answers_429_but_spares_probes() {
     for _ in 0..4 {
         statuses.push(send(&s, get("/version")).await.0);
     }
-    assert!(
-        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
-        "{statuses:?}"
-    );
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
     assert_eq!(send(&s, get("/health/live")).await.0, StatusCode::OK);
     assert_eq!(send(&s, get("/metrics")).await.0, StatusCode::OK);
 }
@@ -168,16 +129,9 @@ async fn metrics_count_requests_by_route_template() {
     send(&s, get("/api/v1/executions/abc")).await;
     let (status, headers, body) = send(&s, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
     assert!(
-        headers[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    assert!(
-        body.contains(
-            r#"control_plane_http_requests_total{route="/api/v1/executions/{id}",status="400"} 1"#
-        ),
+        body.contains(r#"control_plane_http_requests_total{route="/api/v1/executions/{id}",status="400"} 1"#),
         "{body}"
     );
 }

@@ -91,7 +91,8 @@ async fn build_and_tag(
     let context_dir = cx.base_dir.join(&image.context);
     let dockerfile = image.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into());
     let version_from = image.version_from.as_ref().map(|v| cx.base_dir.join(v));
-    let tags = tags::tags(&spec.tags, &cx.run.git, version_from.as_deref())?;
+    let mut tags = tags::tags(&spec.tags, &cx.run.git, version_from.as_deref())?;
+    tags.extend(image.extra_tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
     let body = {
         let ignore_text = std::fs::read_to_string(context_dir.join(".dockerignore")).unwrap_or_default();
         let ignore = context::DockerIgnore::parse(&ignore_text)?;
@@ -223,17 +224,16 @@ fn gate_record(built: &Built, cx: &StageCx<'_>) -> GateRecord {
         ),
         Some(e) => e.clone(),
     };
-    GateRecord {
-        name: format!("image {}", built.name),
-        kind: "image_build".into(),
-        target: built.name.clone(),
-        checklist: vec![],
-        status,
-        expected: "the image builds and is tagged".into(),
+    let mut record = GateRecord::judged(
+        format!("image {}", built.name),
+        "image_build",
+        true,
+        "the image builds and is tagged",
         actual,
-        attempts: 1,
-        duration_ms: built.duration_ms,
-    }
+    );
+    record.status = status;
+    record.duration_ms = built.duration_ms;
+    record
 }
 
 fn open_log(run_dir: &Path, log: &str) -> Option<std::fs::File> {
