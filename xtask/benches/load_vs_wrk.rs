@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let secs = env_secs("LOAD_BENCH_SECS", 5);
     let rounds = env_secs("LOAD_BENCH_ROUNDS", 3);
     let connections = env_secs("LOAD_BENCH_CONNECTIONS", 50) as usize;
-    let rss_big = env_secs("LOAD_BENCH_RSS_REQUESTS", 1_000_000);
+    let rss_big = env_secs("LOAD_BENCH_RSS_REQUESTS", 200_000);
 
     let dir = std::env::temp_dir().join(format!("load-bench-{}", std::process::id()));
     let mut nginx = Nginx::start(&dir)?;
