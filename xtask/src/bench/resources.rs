@@ -245,3 +245,101 @@ mod tests {
         assert_eq!(summarize("none", &[]).peak_memory_bytes, 0);
     }
 }
+
+/// Samples a real container: a `sleep` rootfs imported from the host's own binaries
+/// (nothing can be pulled here). Fails under `CI=true` when Docker is missing.
+#[cfg(test)]
+mod docker_tests {
+    use super::*;
+    use xshell::{Shell, cmd};
+
+    struct Cleanup {
+        sh: Shell,
+        container: String,
+        image: String,
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let (c, i) = (&self.container, &self.image);
+            let _ = cmd!(self.sh, "docker rm -f {c}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+            let _ = cmd!(self.sh, "docker rmi {i}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+    }
+
+    #[tokio::test]
+    async fn samples_a_real_container() {
+        let sh = Shell::new().unwrap();
+        if cmd!(sh, "docker version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_err()
+        {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "Docker is required when CI=true"
+            );
+            eprintln!("note: Docker not reachable; skipping samples_a_real_container");
+            return;
+        }
+        let id = std::process::id();
+        let tmp = std::env::temp_dir().join(format!("xtask-bench-rootfs-{id}.tar"));
+        let guard = Cleanup {
+            sh: Shell::new().unwrap(),
+            container: format!("xtask-bench-res-{id}"),
+            image: format!("xtask-bench-sleep:{id}"),
+        };
+        let (container, image) = (&guard.container, &guard.image);
+        // `-h` stores the files behind Debian's /lib64 -> usr/lib64 style links.
+        cmd!(sh, "tar -chf {tmp} -C / usr/bin/sleep lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2")
+            .quiet()
+            .run()
+            .unwrap();
+        cmd!(sh, "docker import {tmp} {image}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+        let _ = std::fs::remove_file(&tmp);
+        cmd!(
+            sh,
+            "docker run -d --name {container} {image} /usr/bin/sleep 60"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+
+        let sampler = ResourceSampler::start(std::slice::from_ref(container))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+        let summary = sampler.finish().await;
+        let c = &summary.containers[0];
+        assert_eq!(&c.name, container);
+        assert!(c.samples >= 2, "{c:?}");
+        assert!(
+            c.peak_memory_bytes > 0 && c.peak_memory_bytes < 64 << 20,
+            "{c:?}"
+        );
+        assert!(c.mean_cpu_percent < 50.0, "{c:?}");
+
+        let missing = ResourceSampler::start(&["xtask-bench-no-such-container".to_string()]).await;
+        let err = format!(
+            "{:#}",
+            missing.err().expect("unknown container is an error")
+        );
+        assert!(err.contains("xtask-bench-no-such-container"), "{err}");
+    }
+}
