@@ -225,3 +225,72 @@ async fn bad_specs_are_rejected_with_clear_errors() {
     );
     assert!(e.contains("unknown placeholder"), "{e}");
 }
+
+/// `openssl s_server -WWW` on 127.0.0.1 with a throwaway self-signed certificate.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.txt"), "hello").unwrap();
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(&dir);
+        xshell::cmd!(
+            sh,
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=localhost"
+        )
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem", "-accept",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsServer { child, port, dir }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn https_with_a_self_signed_certificate_needs_insecure_tls() {
+    let server = TlsServer::start();
+    let url = format!("https://127.0.0.1:{}/index.txt", server.port);
+    // s_server answers HTTP/1.0 and closes, so this also exercises reconnecting.
+    let mut s = spec(Model::Closed { connections: 1 }, Stop::Requests(5), url);
+    s.insecure_tls = true;
+    let r = run_quietly(&s).await;
+    assert_eq!((r.completed, r.errors.total()), (5, 0), "{r:?}");
+    s.insecure_tls = false;
+    let r = run_quietly(&s).await;
+    assert_eq!((r.completed, r.errors.connect), (0, 5), "{r:?}");
+}
