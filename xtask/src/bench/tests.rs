@@ -294,3 +294,15 @@ async fn https_with_a_self_signed_certificate_needs_insecure_tls() {
     let r = run_quietly(&s).await;
     assert_eq!((r.completed, r.errors.connect), (0, 5), "{r:?}");
 }
+
+#[test]
+fn the_run_future_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let s = spec(
+        Model::Closed { connections: 1 },
+        Stop::Requests(1),
+        "http://127.0.0.1:1/".into(),
+    );
+    let fut = run(&s, CancellationToken::new(), |_| {});
+    assert_send(&fut);
+}
