@@ -63,6 +63,9 @@ pub async fn run(
     mut on_second: impl FnMut(&SecondSample),
 ) -> anyhow::Result<BenchResult> {
     spec.validate()?;
+    // Dropping this future (or failing half-way) must stop the worker threads too.
+    let cancel = cancel.child_token();
+    let _stop_workers = cancel.clone().drop_guard();
     let scenario = Scenario::prepare(spec).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let plans = plan(spec, cores);

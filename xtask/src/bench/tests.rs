@@ -306,3 +306,25 @@ fn the_run_future_can_be_spawned() {
     let fut = run(&s, CancellationToken::new(), |_| {});
     assert_send(&fut);
 }
+
+#[tokio::test]
+async fn dropping_the_run_stops_the_load() {
+    let server = Loopback::start(200).unwrap();
+    let s = spec(
+        Model::Closed { connections: 2 },
+        Stop::Duration(Duration::from_secs(30)),
+        server.url("/"),
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_millis(300),
+        run(&s, CancellationToken::new(), |_| {}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_drop = server.requests.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::Relaxed),
+        after_drop
+    );
+}
