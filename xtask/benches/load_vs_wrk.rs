@@ -5,6 +5,10 @@
 #[allow(dead_code)]
 #[path = "../src/bench/mod.rs"]
 mod bench;
+// `cargo test --all-targets` builds this file with cfg(test), where `bench` already has it.
+#[cfg(test)]
+use bench::loopback;
+#[cfg(not(test))]
 #[allow(dead_code)]
 #[path = "../src/bench/loopback.rs"]
 mod loopback;

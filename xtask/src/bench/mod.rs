@@ -8,7 +8,7 @@
 mod client;
 mod engine;
 #[cfg(test)]
-mod loopback;
+pub(crate) mod loopback;
 mod resources;
 mod result;
 mod spec;
