@@ -4,7 +4,6 @@
 //! second; nothing is stored per request, so memory stays flat however long the run.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,8 +178,11 @@ struct Worker {
     live: Cell<usize>,
     all_stopped: Notify,
     aborts: RefCell<Vec<AbortHandle>>,
+    /// Open model: this worker's `(period, offset)` in seconds and its next unclaimed send time.
+    schedule: Option<(f64, f64)>,
+    next_ticket: Cell<u64>,
     idle: RefCell<Vec<Rc<Slot>>>,
-    backlog: RefCell<VecDeque<Instant>>,
+    connection_idle: Notify,
     opened: Cell<usize>,
     closing: Cell<bool>,
 }
@@ -232,6 +234,36 @@ impl Worker {
         }
     }
 
+    /// The intended time of the next unclaimed open-model request; `None` once the run has no more.
+    fn next_due(&self) -> Option<Instant> {
+        let (period, offset) = self.schedule?;
+        let i = self.next_ticket.get();
+        if self.tickets_left.get() == Some(0) {
+            return None;
+        }
+        let t = self.shared.start + Duration::from_secs_f64(offset + i as f64 * period);
+        if self.shared.deadline.is_some_and(|d| t >= d) {
+            return None;
+        }
+        Some(t)
+    }
+
+    fn claim(&self) {
+        self.next_ticket.set(self.next_ticket.get() + 1);
+        self.take_ticket();
+    }
+
+    /// A connection that just finished takes the next request itself when it is already due,
+    /// saving the hop through the dispatcher exactly when the load is high.
+    fn claim_if_due(&self) -> Option<Instant> {
+        let t = self.next_due()?;
+        if t > Instant::now() {
+            return None;
+        }
+        self.claim();
+        Some(t)
+    }
+
     fn record(&self, outcome: Option<Outcome>, latency: Duration, late: bool) {
         let mut r = self.recorder.borrow_mut();
         match outcome {
@@ -269,22 +301,21 @@ async fn worker(plan: Plan, shared: Arc<Shared>, tx: UnboundedSender<Report>) {
         live: Cell::new(0),
         all_stopped: Notify::new(),
         aborts: RefCell::new(Vec::new()),
+        schedule: plan.schedule,
+        next_ticket: Cell::new(0),
         idle: RefCell::new(Vec::new()),
-        backlog: RefCell::new(VecDeque::new()),
+        connection_idle: Notify::new(),
         opened: Cell::new(0),
         closing: Cell::new(false),
     });
     let ticker = tokio::task::spawn_local(ticker(w.clone(), tx.clone(), plan.index));
-    match plan.schedule {
-        None => {
-            for _ in 0..plan.connections {
-                w.spawn(closed_connection);
-            }
+    if plan.schedule.is_none() {
+        for _ in 0..plan.connections {
+            w.spawn(closed_connection);
         }
-        Some((period, offset)) => {
-            let p = plan.clone();
-            w.spawn(move |g| dispatcher(g, p, period, offset));
-        }
+    } else {
+        let max_connections = plan.connections;
+        w.spawn(move |g| dispatcher(g, max_connections));
     }
     let deadline = shared.deadline;
     tokio::select! {
@@ -369,33 +400,28 @@ async fn closed_connection(g: LiveGuard) {
     }
 }
 
-/// Open model: issue send times at a constant rate to idle connections, opening new ones
-/// (up to the limit) when none is idle, and queueing the rest as late.
-async fn dispatcher(g: LiveGuard, plan: Plan, period: f64, offset: f64) {
+/// Open model: hands each send time, once due, to an idle connection, opening new ones (up to
+/// the limit) when none is idle. When every connection is busy the due requests wait, unclaimed,
+/// for the first connection to finish: they are sent late and their latency still counts from
+/// the intended time.
+async fn dispatcher(g: LiveGuard, max_connections: usize) {
     let w = &g.0;
-    let start = w.shared.start;
-    let mut i = 0u64;
-    loop {
-        if plan.requests.is_some_and(|n| i >= n) {
-            break;
-        }
-        let intended = start + Duration::from_secs_f64(offset + i as f64 * period);
-        if w.shared.deadline.is_some_and(|d| intended >= d) {
-            break;
-        }
+    while let Some(intended) = w.next_due() {
         if intended > Instant::now() {
             sleep_until(intended).await;
+            continue;
         }
-        i += 1;
         let idle = w.idle.borrow_mut().pop();
         if let Some(slot) = idle {
+            w.claim();
             slot.ticket.set(Some(intended));
             slot.wake.notify_one();
-        } else if w.opened.get() < plan.connections {
+        } else if w.opened.get() < max_connections {
+            w.claim();
             w.opened.set(w.opened.get() + 1);
             w.spawn(move |g| open_connection(g, intended));
         } else {
-            w.backlog.borrow_mut().push_back(intended);
+            w.connection_idle.notified().await;
         }
     }
     w.closing.set(true);
@@ -410,14 +436,14 @@ async fn open_connection(g: LiveGuard, first: Instant) {
     let mut slots = new_slots(w);
     let mut next = Some(first);
     loop {
-        let queued = next.take().or_else(|| w.backlog.borrow_mut().pop_front());
-        let intended = match queued {
+        let intended = match next.take().or_else(|| w.claim_if_due()) {
             Some(t) => t,
             None => {
                 if w.closing.get() {
                     return;
                 }
                 w.idle.borrow_mut().push(me.clone());
+                w.connection_idle.notify_one();
                 me.wake.notified().await;
                 match me.ticket.take() {
                     Some(t) => t,
