@@ -4,6 +4,7 @@
 //! second; nothing is stored per request, so memory stays flat however long the run.
 
 use std::cell::{Cell, RefCell};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Outcome, Scenario, Sender, exchange};
@@ -277,17 +278,22 @@ impl Worker {
     }
 
     /// Sends one request on this task's connections; `None` means it timed out.
-    async fn send_one(&self, slots: &mut [Option<Sender>]) -> Option<Outcome> {
+    async fn send_one(&self, c: &mut Conn) -> Option<Outcome> {
         let scenario = &self.shared.scenario;
         let index = scenario.pick();
-        let slot = &mut slots[scenario.origin_of(index)];
-        let outcome =
-            tokio::time::timeout(self.shared.timeout, exchange(scenario, slot, index)).await;
-        if outcome.is_err() {
+        // Re-arming one timer per connection is cheaper than a fresh `timeout()` per request.
+        c.timer.as_mut().reset(Instant::now() + self.shared.timeout);
+        let slot = &mut c.slots[scenario.origin_of(index)];
+        let outcome = tokio::select! {
+            biased;
+            outcome = exchange(scenario, slot, index) => Some(outcome),
+            _ = c.timer.as_mut() => None,
+        };
+        if outcome.is_none() {
             // The answer may still arrive on this connection; never reuse it.
-            *slot = None;
+            c.slots[scenario.origin_of(index)] = None;
         }
-        outcome.ok()
+        outcome
     }
 }
 
@@ -385,17 +391,26 @@ async fn ticker(w: Rc<Worker>, tx: UnboundedSender<Report>, index: usize) {
     }
 }
 
-fn new_slots(w: &Worker) -> Vec<Option<Sender>> {
-    (0..w.shared.scenario.origins.len()).map(|_| None).collect()
+/// One load connection: a keep-alive connection per origin and its request timer.
+struct Conn {
+    slots: Vec<Option<Sender>>,
+    timer: Pin<Box<Sleep>>,
+}
+
+fn new_conn(w: &Worker) -> Conn {
+    Conn {
+        slots: (0..w.shared.scenario.origins.len()).map(|_| None).collect(),
+        timer: Box::pin(tokio::time::sleep(w.shared.timeout)),
+    }
 }
 
 /// Closed model: send the next request as soon as the previous one finished.
 async fn closed_connection(g: LiveGuard) {
     let w = &g.0;
-    let mut slots = new_slots(w);
+    let mut conn = new_conn(w);
     while w.take_ticket() {
         let sent = std::time::Instant::now();
-        let outcome = w.send_one(&mut slots).await;
+        let outcome = w.send_one(&mut conn).await;
         w.record(outcome, sent.elapsed(), false);
     }
 }
@@ -433,7 +448,7 @@ async fn dispatcher(g: LiveGuard, max_connections: usize) {
 async fn open_connection(g: LiveGuard, first: Instant) {
     let w = &g.0;
     let me = Rc::new(Slot::default());
-    let mut slots = new_slots(w);
+    let mut conn = new_conn(w);
     let mut next = Some(first);
     loop {
         let intended = match next.take().or_else(|| w.claim_if_due()) {
@@ -453,7 +468,7 @@ async fn open_connection(g: LiveGuard, first: Instant) {
         };
         w.started.set(w.started.get() + 1);
         let late = Instant::now().saturating_duration_since(intended) > LATE_SLACK;
-        let outcome = w.send_one(&mut slots).await;
+        let outcome = w.send_one(&mut conn).await;
         w.record(
             outcome,
             Instant::now().saturating_duration_since(intended),

@@ -328,3 +328,24 @@ async fn dropping_the_run_stops_the_load() {
         after_drop
     );
 }
+
+#[tokio::test]
+async fn slow_answers_count_as_timeouts() {
+    let server = Loopback::start_with(loopback::Behaviour {
+        status: 200,
+        freeze: Some((Duration::ZERO, Duration::from_secs(5))),
+    })
+    .unwrap();
+    let mut s = spec(
+        Model::Closed { connections: 1 },
+        Stop::Requests(3),
+        server.url("/"),
+    );
+    s.timeout = Duration::from_millis(200);
+    let r = run_quietly(&s).await;
+    assert_eq!(
+        (r.requests, r.completed, r.errors.timeout),
+        (3, 0, 3),
+        "{r:?}"
+    );
+}
