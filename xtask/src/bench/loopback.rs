@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Loopback {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicU64>,
+    pub connections: Arc<AtomicU64>,
     pub last_head: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
 }
@@ -34,15 +35,22 @@ impl Loopback {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
         let last_head = Arc::new(Mutex::new(String::new()));
         let started = Instant::now();
-        let (s, r, h) = (stop.clone(), requests.clone(), last_head.clone());
+        let (s, r, h, c) = (
+            stop.clone(),
+            requests.clone(),
+            last_head.clone(),
+            connections.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                c.fetch_add(1, Ordering::Relaxed);
                 let (r, h) = (r.clone(), h.clone());
                 std::thread::spawn(move || serve(conn, b, started, &r, &h));
             }
@@ -50,6 +58,7 @@ impl Loopback {
         Ok(Loopback {
             addr,
             requests,
+            connections,
             last_head,
             stop,
         })

@@ -35,6 +35,13 @@ async fn closed_model_sends_exactly_the_requested_count() {
         server.requests.load(std::sync::atomic::Ordering::Relaxed),
         500
     );
+    // Keep-alive: one TCP connection per load connection.
+    assert_eq!(
+        server
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
     assert!(r.latency.p50_ms > 0.0 && r.latency.max_ms >= r.latency.p99_ms);
     assert!(r.throughput_per_sec > 0.0);
 }
@@ -348,4 +355,28 @@ async fn slow_answers_count_as_timeouts() {
         (3, 0, 3),
         "{r:?}"
     );
+}
+
+#[tokio::test]
+async fn the_mix_follows_the_weights() {
+    let mut a = WeightedRequest::get("http://127.0.0.1:1/a");
+    a.weight = 3;
+    let mut never = WeightedRequest::get("http://127.0.0.1:1/never");
+    never.weight = 0;
+    let b = WeightedRequest::get("http://127.0.0.1:1/b");
+    let s = LoadSpec {
+        scenario: vec![a, never, b],
+        ..spec(
+            Model::Closed { connections: 1 },
+            Stop::Requests(1),
+            String::new(),
+        )
+    };
+    let scenario = super::client::Scenario::prepare(&s).await.unwrap();
+    let mut counts = [0u32; 3];
+    for _ in 0..10_000 {
+        counts[scenario.pick()] += 1;
+    }
+    assert_eq!(counts[1], 0, "{counts:?}");
+    assert!((7_000..8_000).contains(&counts[0]), "{counts:?}");
 }
