@@ -17,8 +17,9 @@ mod svg;
 mod template;
 mod threshold;
 mod timeline;
+mod worker;
 
-pub use engine::{LATE_SLACK, run};
+pub use engine::run;
 pub use resources::{ContainerResources, ResourceSampler, ResourceSummary};
 pub use result::BenchResult;
 pub use spec::{LoadSpec, Model, Stop, WeightedRequest};
@@ -26,6 +27,7 @@ pub use stats::{ErrorCounts, LatencySummary};
 pub use svg::{latency_svg, throughput_svg};
 pub use threshold::{Threshold, Verdict, evaluate};
 pub use timeline::SecondSample;
+pub use worker::LATE_SLACK;
 
 #[cfg(test)]
 mod tests;
