@@ -1,6 +1,7 @@
 //! `cargo xtask`: deployment rehearsal driven by pipeline.yaml. Parsing here, the work in `cmd/`.
 
 mod base_image;
+mod bench;
 mod cmd;
 mod config;
 mod docker;
@@ -43,6 +44,8 @@ struct Cli {
 enum Command {
     /// Run the pipeline (exit 0 passed, 1 a gate failed, 2 invalid input, 130 interrupted).
     Deploy(cmd::deploy::DeployArgs),
+    /// Load-test one URL with the pipeline's load generator (closed or open model).
+    Bench(cmd::bench::BenchArgs),
     /// Show the resolved stages and gates with their targets; runs nothing.
     Plan(cmd::plan::SelectArgs),
     /// Check pipeline.yaml and exit 0 when it is valid.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             let out = cmd::deploy::Output { json: cli.json, quiet: cli.quiet, verbose: cli.verbose };
             runtime.block_on(cmd::deploy::run(&cli.pipeline, args, &out))
         }
+        Command::Bench(args) => runtime.block_on(cmd::bench::run(args, cli.quiet)),
         Command::Plan(select) => cmd::plan::run(&cli.pipeline, select, cli.json),
         Command::Validate => cmd::validate::run(&cli.pipeline),
         Command::Report { run, templates } => cmd::report::run(run.as_deref(), templates.as_deref()),

@@ -1,5 +1,6 @@
 //! Subcommands, one module each, plus what they share: finding and loading the pipeline file.
 
+pub mod bench;
 pub mod deploy;
 pub mod plan;
 pub mod report;

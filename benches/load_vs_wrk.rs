@@ -1,0 +1,288 @@
+//! The load generator measured against wrk on this machine, as ratios from the same run:
+//! throughput and CPU per request (closed model), RSS over many requests, open-model rate
+//! accuracy and a server stall. Run: `cargo bench -p xtask --bench load_vs_wrk` (see README.md).
+
+#[allow(dead_code)]
+#[path = "../xtask/src/bench/mod.rs"]
+mod bench;
+// `cargo test --all-targets` builds this file with cfg(test), where `bench` already has it.
+#[cfg(test)]
+use bench::loopback;
+#[cfg(not(test))]
+#[allow(dead_code)]
+#[path = "../xtask/src/bench/loopback.rs"]
+mod loopback;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::resource::{UsageWho, getrusage};
+use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
+
+/// What the generator child process is asked to run.
+#[derive(Serialize, Deserialize)]
+struct ChildJob {
+    url: String,
+    connections: usize,
+    rate: Option<f64>,
+    duration_secs: Option<f64>,
+    requests: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChildReport {
+    result: bench::BenchResult,
+    vm_hwm_kib: u64,
+    vm_rss_kib: u64,
+}
+
+fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let job: ChildJob = serde_json::from_str(args.get(i + 1).context("--child needs a job")?)?;
+        return run_child(job);
+    }
+    let secs = env_secs("LOAD_BENCH_SECS", 5);
+    let rounds = env_secs("LOAD_BENCH_ROUNDS", 3);
+    let connections = env_secs("LOAD_BENCH_CONNECTIONS", 50) as usize;
+    let rss_big = env_secs("LOAD_BENCH_RSS_REQUESTS", 200_000);
+
+    let dir = std::env::temp_dir().join(format!("load-bench-{}", std::process::id()));
+    let mut nginx = Nginx::start(&dir)?;
+    let url = format!("http://127.0.0.1:{}/index.html", nginx.port);
+    std::thread::sleep(Duration::from_millis(300));
+    let sh = Shell::new()?;
+
+    println!(
+        "## closed model, {connections} connections, {secs}s, {rounds} interleaved rounds (generator on core 1, nginx on core 0)\n"
+    );
+    println!("| round | wrk req/s | ours req/s | wrk CPU µs/req | ours CPU µs/req |");
+    println!("|---|---|---|---|---|");
+    let (mut wrk_total, mut ours_total) = (Totals::default(), Totals::default());
+    for round in 1..=rounds {
+        let w = run_wrk(&sh, &url, connections, secs)?;
+        let (o, _) = run_ours(
+            &sh,
+            &ChildJob { url: url.clone(), connections, rate: None, duration_secs: Some(secs as f64), requests: None },
+        )?;
+        println!(
+            "| {round} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            w.per_sec(),
+            o.per_sec(),
+            w.cpu_us_per_request(),
+            o.cpu_us_per_request()
+        );
+        wrk_total.add(&w);
+        ours_total.add(&o);
+    }
+    println!("\n| ratio (all rounds) | ours ÷ wrk | target |");
+    println!("|---|---|---|");
+    println!("| requests/s | {:.3} | ≥ 0.98 |", ours_total.per_sec() / wrk_total.per_sec());
+    println!(
+        "| generator CPU per request | {:.3} | ≤ 1 (aim 0.8) |",
+        ours_total.cpu_us_per_request() / wrk_total.cpu_us_per_request()
+    );
+
+    println!("\n## memory over many requests (closed model, {connections} connections)\n");
+    println!("| requests | VmHWM KiB | VmRSS KiB at end |");
+    println!("|---|---|---|");
+    for n in [rss_big / 10, rss_big] {
+        let (_, report) = run_ours(
+            &sh,
+            &ChildJob { url: url.clone(), connections, rate: None, duration_secs: None, requests: Some(n) },
+        )?;
+        println!("| {n} | {} | {} |", report.vm_hwm_kib, report.vm_rss_kib);
+    }
+
+    println!("\n## open model: achieved vs target rate ({secs}s each; target = share of a closed run just before)\n");
+    println!("| closed/s | share | target/s | achieved/s | achieved ÷ target | late | unsent | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for share in [0.2, 0.5, 0.8] {
+        // The shared cores drift within seconds, so the reference is measured right before.
+        let closed_job =
+            ChildJob { url: url.clone(), connections, rate: None, duration_secs: Some(secs as f64), requests: None };
+        let closed_max = run_ours(&sh, &closed_job)?.0.per_sec();
+        let rate = (closed_max * share).round().max(1.0);
+        // Twice the closed connection budget, like wrk2's fixed connections.
+        let open_job = ChildJob { connections: 2 * connections, rate: Some(rate), ..closed_job };
+        let (_, report) = run_ours(&sh, &open_job)?;
+        let r = &report.result;
+        let achieved = r.completed as f64 / secs as f64;
+        println!(
+            "| {closed_max:.0} | {share} | {rate:.0} | {achieved:.0} | {:.4} | {} | {} | {:.2} |",
+            achieved / rate,
+            r.late,
+            r.unsent,
+            r.latency.p99_ms
+        );
+    }
+    nginx.stop();
+
+    println!("\n## stall: loopback server freezes 1s in the middle of a 10s open-model run at 200/s\n");
+    let stalled = loopback::Loopback::start_with(loopback::Behaviour {
+        status: 200,
+        freeze: Some((Duration::from_secs(5), Duration::from_secs(1))),
+    })?;
+    let (_, report) = run_ours(
+        &sh,
+        &ChildJob {
+            url: stalled.url("/"),
+            connections: 1000,
+            rate: Some(200.0),
+            duration_secs: Some(10.0),
+            requests: None,
+        },
+    )?;
+    let l = &report.result.latency;
+    println!("| completed | p50 ms | p90 ms | p99 ms | max ms | late |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
+        report.result.completed, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, report.result.late
+    );
+    println!("\n(expected p99 ≈ 900 ms: about 10 % of the requests were due during the freeze)");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: f64,
+    seconds: f64,
+    cpu_secs: f64,
+}
+
+impl Totals {
+    fn per_sec(&self) -> f64 {
+        self.requests / self.seconds
+    }
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.requests
+    }
+    fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.seconds += o.seconds;
+        self.cpu_secs += o.cpu_secs;
+    }
+}
+
+/// CPU seconds (user + system) of all waited-for children so far.
+fn children_cpu() -> anyhow::Result<f64> {
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(secs(u.user_time()) + secs(u.system_time()))
+}
+
+fn run_wrk(sh: &Shell, url: &str, connections: usize, secs: u64) -> anyhow::Result<Totals> {
+    let (c, d) = (connections.to_string(), format!("{secs}s"));
+    let before = children_cpu()?;
+    let out = cmd!(sh, "taskset -c 1 wrk -t1 -c{c} -d{d} {url}").read()?;
+    let cpu_secs = children_cpu()? - before;
+    // "  31665 requests in 5.00s, 24.40MB read"
+    let line =
+        out.lines().find(|l| l.contains(" requests in ")).with_context(|| format!("unexpected wrk output:\n{out}"))?;
+    let mut words = line.split_whitespace();
+    let requests: f64 = words.next().context("wrk count")?.parse()?;
+    let seconds: f64 = words
+        .nth(2)
+        .and_then(|s| s.trim_end_matches(',').trim_end_matches('s').parse().ok())
+        .context("wrk duration")?;
+    Ok(Totals { requests, seconds, cpu_secs })
+}
+
+fn run_ours(sh: &Shell, job: &ChildJob) -> anyhow::Result<(Totals, ChildReport)> {
+    let exe = std::env::current_exe()?;
+    let job = serde_json::to_string(job)?;
+    let before = children_cpu()?;
+    let out = cmd!(sh, "taskset -c 1 {exe} --child {job}").read()?;
+    let cpu_secs = children_cpu()? - before;
+    let report: ChildReport = serde_json::from_str(&out).context("generator child output")?;
+    let totals = Totals { requests: report.result.completed as f64, seconds: report.result.duration_secs, cpu_secs };
+    Ok((totals, report))
+}
+
+fn run_child(job: ChildJob) -> anyhow::Result<()> {
+    let spec = bench::LoadSpec {
+        model: match job.rate {
+            Some(rate_per_sec) => bench::Model::Open { rate_per_sec, max_connections: job.connections },
+            None => bench::Model::Closed { connections: job.connections },
+        },
+        stop: match job.requests {
+            Some(n) => bench::Stop::Requests(n),
+            None => bench::Stop::Duration(Duration::from_secs_f64(job.duration_secs.unwrap_or(5.0))),
+        },
+        scenario: vec![bench::WeightedRequest::get(job.url)],
+        timeout: Duration::from_secs(10),
+        insecure_tls: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = runtime.block_on(bench::run(&spec, tokio_util::sync::CancellationToken::new(), |_| {}))?;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let report = ChildReport { vm_hwm_kib: kib("VmHWM:"), vm_rss_kib: kib("VmRSS:"), result };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// nginx from Debian serving one static file on 127.0.0.1, one worker pinned to core 0.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path) -> anyhow::Result<Nginx> {
+        let nginx = PathBuf::from("/usr/sbin/nginx");
+        anyhow::ensure!(nginx.exists(), "nginx is not installed: run `apt-get install nginx-light` (as root)");
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        std::fs::create_dir_all(dir.join("html"))?;
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        std::fs::write(dir.join("html/index.html"), "x".repeat(612))?;
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; keepalive_requests 100000000;\n\
+             client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
+             uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+             server {{ listen 127.0.0.1:{port}; root {d}/html; }} }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = Command::new("taskset")
+            .args(["-c", "0", "/usr/sbin/nginx", "-p"])
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting nginx")?;
+        Ok(Nginx { child, port })
+    }
+
+    /// SIGTERM, not SIGKILL: the master must take its worker down with it.
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
