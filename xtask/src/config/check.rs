@@ -63,6 +63,21 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
             }
         }
         check_environments(header, stage, &nodes, i, &mut errors);
+        if let StageSpec::Bench(bench) = &stage.spec {
+            for t in &bench.thresholds {
+                for id in t.checklist.iter().filter(|id| !header.checklist.iter().any(|c| &c.id == *id)) {
+                    let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
+                    errors.push(unknown_item(id, &ids).at(at(i, "thresholds")));
+                }
+            }
+            if bench.thresholds.is_empty() {
+                errors.push(
+                    Diagnostic::new("this `bench` stage has no thresholds, so it could never fail")
+                        .at(at(i, "kind"))
+                        .expected("`thresholds:` such as `p95 < 100ms`"),
+                );
+            }
+        }
         let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
         for (c, id) in stage.common.checklist.iter().enumerate() {
             if !ids.contains(&id.as_str()) {

@@ -182,10 +182,109 @@ pub enum StageSpec {
     BaseImage(BaseImageStage),
     Helm(HelmStage),
     Compose(ComposeStage),
+    Bench(BenchStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose"];
+    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench"];
+}
+
+/// A load benchmark; each threshold is a gate.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchStage {
+    /// The request mix; each picked in proportion to its weight.
+    pub scenario: Vec<BenchRequest>,
+    /// Closed model: this many connections sending back to back (default 10).
+    #[serde(default)]
+    pub connections: Option<usize>,
+    /// Open model: a constant arrival rate (requests per second), latency measured from each
+    /// request's intended send time.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Connections the open model may use at most.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// How long the load runs (default 10s) …
+    #[serde(default)]
+    pub duration: Option<Dur>,
+    /// … or how many requests it sends.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Per-request timeout (default 10s).
+    #[serde(default)]
+    pub request_timeout: Option<Dur>,
+    #[serde(default)]
+    pub insecure_tls: bool,
+    /// Sample these containers' memory and CPU through the engine while the load runs.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// … or every container of this compose project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Run for an hour instead (memory-leak soak); thresholds apply as written.
+    #[serde(default)]
+    pub soak: bool,
+    /// `p95 < 100ms`, `error_rate < 0.1%`, `throughput > 1000/min`, `memory < 1GiB`, `cpu < 50%`,
+    /// `memory_slope < 1MiB/min` … each a gate.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchRequest {
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// `{{counter}}` and `{{uuid}}` are filled per request in the URL and body.
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSpec {
+    /// e.g. `p95 < 100ms`.
+    pub check: Threshold,
+    #[serde(default)]
+    pub checklist: Vec<String>,
+}
+
+/// A parsed `metric op value` threshold, checked when the file is loaded.
+#[derive(Debug, Clone)]
+pub struct Threshold(pub crate::bench::Threshold);
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Threshold, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map(Threshold).map_err(|e: anyhow::Error| serde::de::Error::custom(format!("{e:#}")))
+    }
+}
+
+impl JsonSchema for Threshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Threshold".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "metric op value: p50/p90/p95/p99/p99.9/max, error_rate, throughput, memory, cpu, memory_slope"
+        })
+    }
 }
 
 /// Creates the Debian base image (mmdebstrap + `docker import`) when it is missing: there is no registry.
@@ -505,6 +604,14 @@ impl StageSpec {
                 format!("compose -p {} -f {} {action} {}", c.project, c.file, c.services.join(" "))
                     .trim_end()
                     .to_string()
+            }
+            StageSpec::Bench(b) => {
+                let model = match (b.rate, b.connections) {
+                    (Some(rate), _) => format!("open model {rate}/s"),
+                    (None, c) => format!("{} connections", c.unwrap_or(10)),
+                };
+                let urls: Vec<&str> = b.scenario.iter().map(|r| r.url.as_str()).collect();
+                format!("load {model} on {}", urls.join(", "))
             }
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();

@@ -14,6 +14,7 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("base_image", of::<BaseImageStage>()),
         ("helm", of::<HelmStage>()),
         ("compose", of::<ComposeStage>()),
+        ("bench", of::<BenchStage>()),
     ]
 }
 

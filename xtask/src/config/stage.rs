@@ -52,6 +52,7 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "base_image" => StageSpec::BaseImage(from_node(node)?),
         "helm" => StageSpec::Helm(from_node(node)?),
         "compose" => StageSpec::Compose(from_node(node)?),
+        "bench" => StageSpec::Bench(from_node(node)?),
         _ => return Ok(None),
     }))
 }

@@ -36,6 +36,8 @@ fn environment(templates: Option<&Path>) -> anyhow::Result<Environment<'static>>
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
+    // Stages differ in their outputs: a missing one reads as empty, not as an error.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") || name.ends_with(".xml") { AutoEscape::Html } else { AutoEscape::None }
     });
@@ -50,6 +52,8 @@ fn environment(templates: Option<&Path>) -> anyhow::Result<Environment<'static>>
     env.add_filter("seconds", |ms: u64| format!("{:.1}s", ms as f64 / 1000.0));
     env.add_filter("seconds_raw", |ms: u64| format!("{:.3}", ms as f64 / 1000.0));
     env.add_filter("badge", badge);
+    env.add_filter("ms", |v: f64| format!("{v:.1} ms"));
+    env.add_filter("fixed", |v: f64, places: usize| format!("{v:.places$}"));
     env.add_filter("cell", |text: String| text.replace('|', "\\|").replace('\n', " "));
     Ok(env)
 }

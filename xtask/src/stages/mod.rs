@@ -1,6 +1,7 @@
 //! Stage kinds: each runs its work, then its gates, and reports a result. One file per kind.
 
 mod base_image;
+mod bench;
 mod build;
 mod command;
 mod compose;
@@ -113,6 +114,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::BaseImage(spec) => base_image::run(spec, cx).await,
         StageSpec::Helm(spec) => helm::run(spec, cx).await,
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
+        StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
     }
 }
 
