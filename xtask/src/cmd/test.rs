@@ -21,13 +21,31 @@ pub fn run(args: &TestArgs) -> ExitCode {
 
 fn run_inner(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
-    let cargo_args = &args.cargo_args;
+    let helm_dir = set_up(&root)?;
+    let path = std::env::join_paths(
+        std::iter::once(helm_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--workspace"])
-        .args(cargo_args)
+        .args(&args.cargo_args)
         .current_dir(&root)
+        .env("PATH", path)
         .status()?;
     Ok(ExitCode::from(status.code().map_or(super::EXIT_GATE_FAILED, |c| c as u8)))
+}
+
+/// The images the tests start containers from, made by the reference pipeline's own stages, and the
+/// helm stand-in. Returns the directory holding `helm`, to put first on PATH.
+fn set_up(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    eprintln!("set-up: base image and infrastructure images (the pipeline's base-image and infra-images stages)");
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(["deploy", "--only", "base-image,infra-images"])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(status.success(), "building the test images failed (see the run's report above)");
+    eprintln!("set-up: helm stand-in");
+    let sh = xshell::Shell::new()?;
+    crate::helm::standin::ensure(&sh, root)
 }
 
 /// The workspace root: the xtask crate's parent directory.

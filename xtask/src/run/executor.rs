@@ -140,6 +140,15 @@ impl Executor<'_> {
         let result = stages::run(stage, &cx).await;
         let status = result.status();
         let duration = clock.elapsed();
+        for gate in result.gates.iter().filter(|g| g.status != Status::Skipped) {
+            self.progress.emit(Event::Gate {
+                stage: &step.name,
+                gate: &gate.name,
+                status: gate.status,
+                expected: &gate.expected,
+                actual: &gate.actual,
+            });
+        }
         self.progress.emit(Event::StageFinished {
             stage: &step.name,
             status,

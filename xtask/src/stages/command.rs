@@ -90,7 +90,7 @@ pub async fn run(stage: &Stage, spec: &CommandStage, cx: &StageCx<'_>) -> StageR
         };
     }
     let gate_cx = GateCx { command: Some(&output), cancel: &cx.cancel };
-    StageResult { gates: run_gates(stage, &gate_cx, cx).await, log: Some(log), ..Default::default() }
+    StageResult { gates: run_gates(stage, &gate_cx).await, log: Some(log), ..Default::default() }
 }
 
 fn failed(reason: String) -> StageResult {

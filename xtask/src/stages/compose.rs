@@ -104,7 +104,7 @@ fn project_name(raw: &str) -> String {
 }
 
 async fn up(compose: &Compose, spec: &ComposeStage, cx: &StageCx<'_>) -> anyhow::Result<StageResult> {
-    let deadline = Instant::now() + spec.wait.map_or(DEFAULT_WAIT, |d| d.0);
+    let wait = spec.wait.map_or(DEFAULT_WAIT, |d| d.0);
     let services = match spec.services.is_empty() {
         true => listed_services(compose, cx).await?,
         false => spec.services.clone(),
@@ -112,14 +112,12 @@ async fn up(compose: &Compose, spec: &ComposeStage, cx: &StageCx<'_>) -> anyhow:
     let mut args = vec!["up", "-d", "--no-build", "--remove-orphans"];
     args.extend(services.iter().map(String::as_str));
     let started = Instant::now();
-    let up = tokio::time::timeout_at(deadline.into(), compose.run(&args, cx)).await;
+    // `up` itself may wait for dependencies' health; the stage timeout bounds it.
+    let up = compose.run(&args, cx).await?;
+    let deadline = Instant::now() + wait;
     let docker = crate::docker::connect().await?;
-    let up_error = match up {
-        Ok(Ok(out)) if out.status.success() => None,
-        Ok(Ok(out)) => Some(format!("`up` exited {:?}: {}", out.status.code(), last_lines(&out.stderr, 6))),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => Some("`up` did not finish within the wait".into()),
-    };
+    let up_error =
+        (!up.status.success()).then(|| format!("`up` exited {:?}: {}", up.status.code(), last_lines(&up.stderr, 6)));
     let states = match up_error {
         Some(_) => states(&docker, &compose.project, &services).await?,
         None => wait_until_ready(&docker, &compose.project, &services, deadline, cx).await?,

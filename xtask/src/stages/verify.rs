@@ -3,16 +3,15 @@
 use super::{StageCx, StageResult};
 use crate::config::Stage;
 use crate::gates::{self, GateCx};
-use crate::run::progress::Event;
 use crate::run::record::Status;
 
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
     let gate_cx = GateCx { command: None, cancel: &cx.cancel };
-    StageResult { gates: run_gates(stage, &gate_cx, cx).await, ..Default::default() }
+    StageResult { gates: run_gates(stage, &gate_cx).await, ..Default::default() }
 }
 
 /// Evaluates the stage's gates in order; after the first failure the rest are recorded as skipped.
-pub async fn run_gates(stage: &Stage, gate_cx: &GateCx<'_>, cx: &StageCx<'_>) -> Vec<crate::run::record::GateRecord> {
+pub async fn run_gates(stage: &Stage, gate_cx: &GateCx<'_>) -> Vec<crate::run::record::GateRecord> {
     let mut records = Vec::new();
     let mut stopped: Option<&str> = None;
     for gate in &stage.gates {
@@ -21,13 +20,6 @@ pub async fn run_gates(stage: &Stage, gate_cx: &GateCx<'_>, cx: &StageCx<'_>) ->
             continue;
         }
         let record = gates::evaluate(gate, gate_cx).await;
-        cx.progress.emit(Event::Gate {
-            stage: stage.name(),
-            gate: &record.name,
-            status: record.status,
-            expected: &record.expected,
-            actual: &record.actual,
-        });
         match record.status {
             Status::Failed => stopped = Some("an earlier gate in this stage failed"),
             Status::Interrupted => stopped = Some("interrupted"),

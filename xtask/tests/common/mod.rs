@@ -61,3 +61,45 @@ pub fn assert_snapshot(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// Whether tests that need the Docker engine can run. Under `CI=true` they must: a missing engine fails.
+pub fn docker_ready(test: &str) -> bool {
+    let ok = Command::new("docker").args(["image", "inspect", BASE_IMAGE]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: needs the Docker engine and {BASE_IMAGE} (run `cargo xtask test`, which creates it)"
+        );
+        eprintln!("{test}: skipped, no Docker engine or no {BASE_IMAGE}");
+    }
+    ok
+}
+
+pub const BASE_IMAGE: &str = "rehearsal/debian:bookworm";
+
+/// A name no other test or run uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Removes image tags when dropped, so failing tests leave nothing behind either.
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+/// Containers of a compose project still present.
+pub fn project_containers(project: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")])
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
