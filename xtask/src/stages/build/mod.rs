@@ -233,6 +233,7 @@ fn gate_record(built: &Built, cx: &StageCx<'_>) -> GateRecord {
         actual,
         attempts: 1,
         duration_ms: built.duration_ms,
+        transcript: None,
     }
 }
 
