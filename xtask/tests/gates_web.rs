@@ -276,3 +276,30 @@ fn websocket_refused_connection_fails() {
     assert_eq!(code, Some(1), "{printed}");
     assert!(gate["actual"].as_str().unwrap().starts_with("handshake failed"), "{gate}");
 }
+
+#[test]
+fn http_secrets_in_headers_and_echoed_bodies_never_reach_the_record() {
+    let addr = http_server();
+    let secret = "c0rrect-h0rse-battery";
+    let pipeline = format!(
+        "version: 1\nsecrets: {{ API_KEY: {{}} }}\nstages:\n  - name: probe\n    kind: verify\n    gates:\n      \
+         - {{ name: echo, kind: http, method: POST, url: 'http://{addr}/echo', headers: {{ x-api-key: '${{secret:API_KEY}}' }}, body: 'key=${{secret:API_KEY}}', expect: {{ body_contains: [key=] }} }}\n"
+    );
+    let ws = Workspace::new(&pipeline);
+    let out = ws.xtask(&["deploy", "--json"]).env("API_KEY", secret).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(secret) && !stderr(&out).contains(secret));
+    let record = std::fs::read_to_string(ws.latest().join("run.json")).unwrap();
+    assert!(!record.contains(secret), "{record}");
+    assert!(record.contains("x-api-key: ***"), "{record}");
+}
+
+#[test]
+fn http_unreadable_ca_file_fails_clearly() {
+    let addr = http_server();
+    let (code, gate, printed) = run_gate(&format!(
+        "      - {{ name: tls, kind: http, url: 'https://{addr}/health', tls: {{ ca: missing.pem }}, timeout: 300ms }}\n"
+    ));
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(gate["actual"].as_str().unwrap().starts_with("cannot read tls.ca `missing.pem`"), "{gate}");
+}
