@@ -3,7 +3,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Workspace, stderr, stdout};
@@ -26,8 +27,33 @@ fn http_server() -> String {
     address
 }
 
-fn answer(stream: TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+/// An HTTPS server like [`http_server`] with a fresh self-signed certificate for 127.0.0.1:
+/// its address and the certificate as PEM.
+fn https_server() -> (String, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("a certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![issued.cert.der().clone()], key)
+        .expect("a server config");
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+                answer(rustls::StreamOwned::new(connection, stream));
+            });
+        }
+    });
+    (address, issued.cert.pem())
+}
+
+fn answer(stream: impl Read + Write) {
+    let mut reader = BufReader::new(stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
         return;
@@ -59,13 +85,14 @@ fn answer(stream: TcpStream) {
         "/echo" => ("200 OK", String::from_utf8_lossy(&body).into_owned()),
         _ => ("404 Not Found", "{}".to_string()),
     };
-    let mut stream = stream;
+    let stream = reader.get_mut();
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-version: 3\r\nset-cookie: session=s3cr3t-cookie\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{reply}",
         reply.len()
     );
+    let _ = stream.flush();
 }
 
 /// A WebSocket server like the reference service's: a hello on connect, then `{"echo":…}` per message.
@@ -302,4 +329,22 @@ fn http_unreadable_ca_file_fails_clearly() {
     ));
     assert_eq!(code, Some(1), "{printed}");
     assert!(gate["actual"].as_str().unwrap().starts_with("cannot read tls.ca `missing.pem`"), "{gate}");
+}
+
+#[test]
+fn https_trusts_a_given_ca_or_insecure_and_rejects_an_unknown_certificate() {
+    let (addr, ca) = https_server();
+    let ws = Workspace::new(&pipeline(&format!(
+        "      - {{ name: ca, kind: http, url: 'https://{addr}/health', tls: {{ ca: ca.pem }} }}\n      \
+         - {{ name: insecure, kind: http, url: 'https://{addr}/health', tls: {{ insecure: true }} }}\n"
+    )));
+    std::fs::write(ws.path().join("ca.pem"), ca).unwrap();
+    let out = ws.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+
+    let (code, gate, printed) =
+        run_gate(&format!("      - {{ name: untrusted, kind: http, url: 'https://{addr}/health', timeout: 300ms }}\n"));
+    assert_eq!(code, Some(1), "{printed}");
+    let actual = gate["actual"].as_str().unwrap();
+    assert!(actual.starts_with("request failed: ") && actual.contains("certificate"), "{actual}");
 }
