@@ -107,11 +107,13 @@ fn websocket_server() -> String {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
-                    let _ = ws.send(Message::text(r#"{"hello":"control-plane"}"#)).await;
+                    let _ = ws.send(Message::text(r#"{"type":"hello","service":"control-plane"}"#)).await;
                     while let Some(Ok(message)) = ws.next().await {
                         if let Message::Text(text) = message {
-                            let echo = serde_json::json!({ "echo": text.as_str() }).to_string();
-                            let _ = ws.send(Message::text(echo)).await;
+                            // JSON is echoed as JSON, anything else as a string.
+                            let echoed = serde_json::from_str(text.as_str())
+                                .unwrap_or_else(|_| serde_json::Value::from(text.as_str()));
+                            let _ = ws.send(Message::text(serde_json::json!({ "echo": echoed }).to_string())).await;
                         }
                     }
                 });
@@ -276,6 +278,14 @@ fn websocket_handshake_and_echo_pass() {
         send: ping
         expect_json:
           - {{ path: $.echo, equals: ping }}
+      - name: echo json
+        kind: websocket
+        url: ws://{addr}/ws
+        send: '{{"n": 7, "tags": ["a", "b"]}}'
+        expect_json:
+          - {{ path: $.echo.n, equals: 7 }}
+          - {{ path: "$.echo.tags[*]", count: 2 }}
+          - {{ path: $.type, exists: false }}
 "#
     ));
     assert_eq!(code, Some(0), "{printed}");
