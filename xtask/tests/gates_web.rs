@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +27,8 @@ fn http_server() -> String {
     address
 }
 
-/// An HTTPS server like [`http_server`] with a fresh self-signed certificate for 127.0.0.1:
-/// its address and the certificate as PEM.
-fn https_server() -> (String, String) {
+/// A fresh self-signed certificate for 127.0.0.1 in a server configuration, and the certificate as PEM.
+fn self_signed() -> (Arc<rustls::ServerConfig>, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("a certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
@@ -37,7 +36,12 @@ fn https_server() -> (String, String) {
         .with_no_client_auth()
         .with_single_cert(vec![issued.cert.der().clone()], key)
         .expect("a server config");
-    let config = Arc::new(config);
+    (Arc::new(config), issued.cert.pem())
+}
+
+/// Serves each TLS connection on its own thread: the address and the certificate as PEM.
+fn tls_server(serve: fn(rustls::StreamOwned<rustls::ServerConnection, TcpStream>)) -> (String, String) {
+    let (config, pem) = self_signed();
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     let address = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -45,11 +49,27 @@ fn https_server() -> (String, String) {
             let config = config.clone();
             std::thread::spawn(move || {
                 let Ok(connection) = rustls::ServerConnection::new(config) else { return };
-                answer(rustls::StreamOwned::new(connection, stream));
+                serve(rustls::StreamOwned::new(connection, stream));
             });
         }
     });
-    (address, issued.cert.pem())
+    (address, pem)
+}
+
+/// An HTTPS server like [`http_server`].
+fn https_server() -> (String, String) {
+    tls_server(answer)
+}
+
+/// A `wss://` server like [`websocket_server`], on tungstenite's blocking API.
+fn wss_server() -> (String, String) {
+    tls_server(|stream| {
+        let Ok(mut ws) = tokio_tungstenite::tungstenite::accept(stream) else { return };
+        let _ = ws.send(Message::text(r#"{"type":"hello","service":"control-plane"}"#));
+        while let Ok(Message::Text(text)) = ws.read() {
+            let _ = ws.send(Message::text(serde_json::json!({ "echo": text.as_str() }).to_string()));
+        }
+    })
 }
 
 fn answer(stream: impl Read + Write) {
@@ -357,4 +377,22 @@ fn https_trusts_a_given_ca_or_insecure_and_rejects_an_unknown_certificate() {
     assert_eq!(code, Some(1), "{printed}");
     let actual = gate["actual"].as_str().unwrap();
     assert!(actual.starts_with("request failed: ") && actual.contains("certificate"), "{actual}");
+}
+
+#[test]
+fn wss_trusts_a_given_ca_or_insecure_and_rejects_an_unknown_certificate() {
+    let (addr, ca) = wss_server();
+    let ws = Workspace::new(&pipeline(&format!(
+        "      - {{ name: ca, kind: websocket, url: 'wss://{addr}/ws', send: ping, expect: '\"echo\"', tls: {{ ca: ca.pem }} }}\n      \
+         - {{ name: insecure, kind: websocket, url: 'wss://{addr}/ws', expect: hello, tls: {{ insecure: true }} }}\n"
+    )));
+    std::fs::write(ws.path().join("ca.pem"), ca).unwrap();
+    let out = ws.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+
+    let (code, gate, printed) =
+        run_gate(&format!("      - {{ name: untrusted, kind: websocket, url: 'wss://{addr}/ws', timeout: 300ms }}\n"));
+    assert_eq!(code, Some(1), "{printed}");
+    let actual = gate["actual"].as_str().unwrap();
+    assert!(actual.starts_with("handshake failed: ") && actual.contains("certificate"), "{actual}");
 }

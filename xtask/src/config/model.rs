@@ -505,6 +505,9 @@ pub struct WebsocketGate {
     /// Connecting, and then waiting for the expected message, each give up after this long (default 5s).
     #[serde(default)]
     pub connect_timeout: Option<Dur>,
+    /// For `wss://`: extra trust, or none at all.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 /// A duration written with a unit: `500ms`, `10s`, `5m`, `1h 30m`.

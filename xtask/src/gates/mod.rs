@@ -5,6 +5,7 @@ mod http;
 mod json_assert;
 mod output;
 mod tcp;
+mod tls;
 mod websocket;
 
 use std::time::{Duration, Instant};

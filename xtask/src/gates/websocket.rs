@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Check;
@@ -21,7 +22,12 @@ pub async fn check(gate: &WebsocketGate, allow_empty: bool) -> Check {
     // tungstenite's rustls is built without a crypto provider; an already installed one is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut transcript = format!("> GET {} (upgrade: websocket)\n", gate.url);
-    let (mut ws, response) = match timeout(wait, tokio_tungstenite::connect_async(gate.url.as_str())).await {
+    let connector = match super::tls::client_config(&gate.tls) {
+        Ok(config) => config.map(Connector::Rustls),
+        Err(e) => return failed(expected, e, transcript),
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(gate.url.as_str(), None, false, connector);
+    let (mut ws, response) = match timeout(wait, connect).await {
         Ok(Ok(connected)) => connected,
         Ok(Err(e)) => return failed(expected, format!("handshake failed: {e}"), transcript),
         Err(_) => {
@@ -131,6 +137,7 @@ mod tests {
             expect: None,
             expect_json: vec![],
             connect_timeout: None,
+            tls: Default::default(),
         }
     }
 
