@@ -10,6 +10,7 @@ use super::json_assert::{self, Miss, excerpt};
 use crate::config::{HttpExpect, HttpGate};
 
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BODY: usize = 8 << 20;
 /// Header values never written to a transcript.
 const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
@@ -40,16 +41,27 @@ pub async fn check(gate: &HttpGate, allow_empty: bool) -> Check {
     };
     let status = response.status().as_u16();
     let headers = header_pairs(response.headers());
-    let body = match response.bytes().await {
+    let body = match read_body(response).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            let why = format!("status {status}, reading the body failed: {}", error_chain(&e));
-            return Check::new(false, expected, why).with_transcript(transcript);
-        }
+        Err(why) => return Check::new(false, expected, format!("status {status}, {why}")).with_transcript(transcript),
     };
     let reply = Reply { status, headers, body, elapsed: started.elapsed() };
     transcript.push_str(&response_transcript(&reply));
     judge(&gate.expect, &reply, allow_empty).with_transcript(transcript)
+}
+
+/// The body, refusing one larger than [`MAX_BODY`]: a gate judges health answers, not downloads.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| format!("reading the body failed: {}", error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("the body is larger than {} MiB", MAX_BODY >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn prepare(gate: &HttpGate) -> Result<(reqwest::Client, reqwest::Request), String> {
