@@ -164,6 +164,9 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
                     .expected("`contains:` or `not_contains:`"),
             );
         }
+        if let Some((key, problem)) = gate.spec.problem() {
+            errors.push(Diagnostic::new(problem).at(span_of(key)));
+        }
         for (c, id) in gate.common.checklist.iter().enumerate() {
             if !ids.contains(&id.as_str()) {
                 let span = gate_node

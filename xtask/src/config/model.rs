@@ -488,6 +488,9 @@ pub struct GateCommon {
     /// Readiness gates retry with backoff until this deadline.
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// Pass even when the check finds no data (a JSONPath that matches nothing).
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl GateCommon {
@@ -500,10 +503,12 @@ pub enum GateSpec {
     ExitCode(ExitCodeGate),
     Output(OutputGate),
     Tcp(TcpGate),
+    Http(HttpGate),
+    Websocket(WebsocketGate),
 }
 
 impl GateSpec {
-    pub const KINDS: &[&str] = &["exit_code", "output", "tcp"];
+    pub const KINDS: &[&str] = &["exit_code", "output", "tcp", "http", "websocket"];
 }
 
 /// The command's exit code (command stages only).
@@ -543,6 +548,161 @@ pub enum Stream {
 pub struct TcpGate {
     /// `host:port`.
     pub address: String,
+}
+
+/// An HTTP endpoint answers as expected.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGate {
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A text request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A request body sent as JSON (with `content-type: application/json`); not with `body`.
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    #[serde(default)]
+    pub expect: HttpExpect,
+    #[serde(default)]
+    pub tls: TlsOptions,
+    /// Each request gives up after this long (default 10s); the gate's `timeout` bounds all retries.
+    #[serde(default)]
+    pub request_timeout: Option<Dur>,
+}
+
+/// What an HTTP response must show.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpect {
+    /// The status code, or a list of acceptable codes (default 200).
+    #[serde(default)]
+    pub status: Option<OneOrMany<u16>>,
+    /// Response headers: name → expected value, or `exists`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Every one of these must appear in the body.
+    #[serde(default)]
+    pub body_contains: Vec<String>,
+    /// Assertions on the JSON body.
+    #[serde(default)]
+    pub json: Vec<JsonAssertion>,
+    /// The whole exchange must take at most this long.
+    #[serde(default)]
+    pub latency: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// One check on the values a JSONPath selects. Give exactly one of `equals`, `all`, `any`, `count`,
+/// `min_count`, `exists`. A path that matches nothing fails unless the gate sets `allow_empty`
+/// (or the check asks for absence: `exists: false`, `count: 0`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonAssertion {
+    /// A JSONPath (RFC 9535), e.g. `$.checks.*.status`.
+    pub path: JsonPathText,
+    /// The path selects one value, equal to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+    /// Every selected value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<serde_json::Value>,
+    /// At least one selected value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<serde_json::Value>,
+    /// How many values the path selects (when it selects one array: its length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// At least this many values (when it selects one array: its length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<usize>,
+    /// The path selects something (`true`) or nothing (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+}
+
+impl JsonAssertion {
+    /// How many checks the assertion names; exactly one is meaningful.
+    pub fn check_count(&self) -> usize {
+        [
+            self.equals.is_some(),
+            self.all.is_some(),
+            self.any.is_some(),
+            self.count.is_some(),
+            self.min_count.is_some(),
+            self.exists.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+}
+
+/// A JSONPath checked for syntax when the pipeline is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct JsonPathText(pub String);
+
+impl<'de> Deserialize<'de> for JsonPathText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<JsonPathText, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json_path::JsonPath::parse(&text)
+            .map_err(|e| serde::de::Error::custom(format!("invalid JSONPath `{text}`: {e}")))?;
+        Ok(JsonPathText(text))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// Accept any server certificate (self-signed test endpoints only).
+    #[serde(default)]
+    pub insecure: bool,
+    /// A PEM file of extra trusted certificates, relative to the working directory.
+    #[serde(default)]
+    pub ca: Option<String>,
+}
+
+/// A WebSocket endpoint completes the handshake and, optionally, answers a message.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketGate {
+    /// `ws://` or `wss://`.
+    pub url: String,
+    /// A text message to send once connected.
+    #[serde(default)]
+    pub send: Option<String>,
+    /// A message must arrive that contains this text.
+    #[serde(default)]
+    pub expect: Option<String>,
+    /// A JSON message must arrive that passes all these assertions.
+    #[serde(default)]
+    pub expect_json: Vec<JsonAssertion>,
+    /// Connecting, and then waiting for the expected message, each give up after this long (default 5s).
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+    /// For `wss://`: extra trust, or none at all.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 /// A duration written with a unit: `500ms`, `10s`, `5m`, `1h 30m`.
@@ -622,6 +782,29 @@ impl StageSpec {
 }
 
 impl GateSpec {
+    /// A contradiction in the gate's keys that types cannot express, with the key to point at.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let (url, schemes, assertions) = match self {
+            GateSpec::Http(g) if g.body.is_some() && g.json.is_some() => {
+                return Some(("json", "give either `body:` or `json:`, not both".into()));
+            }
+            GateSpec::Http(g) => (&g.url, ["http://", "https://"], &g.expect.json),
+            GateSpec::Websocket(g) => (&g.url, ["ws://", "wss://"], &g.expect_json),
+            _ => return None,
+        };
+        if !schemes.iter().any(|s| url.starts_with(s)) {
+            return Some(("url", format!("`{url}` must start with {} or {}", schemes[0], schemes[1])));
+        }
+        let vague = assertions.iter().find(|a| a.check_count() != 1)?;
+        Some((
+            "kind",
+            format!(
+                "the JSON assertion on `{}` must name exactly one of `equals`, `all`, `any`, `count`, `min_count`, `exists`",
+                vague.path.0
+            ),
+        ))
+    }
+
     /// What the gate checks, resolved, for `plan` and reports.
     pub fn target(&self) -> String {
         match self {
@@ -632,6 +815,8 @@ impl GateSpec {
                 format!("{:?} {}", g.stream, parts.join(", ")).to_lowercase()
             }
             GateSpec::Tcp(g) => format!("tcp://{}", g.address),
+            GateSpec::Http(g) => format!("{} {}", g.method.to_uppercase(), g.url),
+            GateSpec::Websocket(g) => g.url.clone(),
         }
     }
 }

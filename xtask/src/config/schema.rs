@@ -20,7 +20,13 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
 
 /// Each gate kind with the schema of its own keys.
 fn gate_kinds() -> Vec<(&'static str, Value)> {
-    vec![("exit_code", of::<ExitCodeGate>()), ("output", of::<OutputGate>()), ("tcp", of::<TcpGate>())]
+    vec![
+        ("exit_code", of::<ExitCodeGate>()),
+        ("output", of::<OutputGate>()),
+        ("tcp", of::<TcpGate>()),
+        ("http", of::<HttpGate>()),
+        ("websocket", of::<WebsocketGate>()),
+    ]
 }
 
 fn of<T: JsonSchema>() -> Value {

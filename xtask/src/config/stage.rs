@@ -40,6 +40,7 @@ fn implicit_exit_code_gate(stage: &Node) -> Gate {
         description: Some("added because the stage declares no exit_code gate".into()),
         checklist: Vec::new(),
         timeout: None,
+        allow_empty: false,
     };
     Gate { common, spec: GateSpec::ExitCode(ExitCodeGate::default()), span: stage.span }
 }
@@ -83,6 +84,8 @@ fn gate_spec(kind: &str, node: &Node) -> Result<Option<GateSpec>, Diagnostic> {
         "exit_code" => GateSpec::ExitCode(from_node(node)?),
         "output" => GateSpec::Output(from_node(node)?),
         "tcp" => GateSpec::Tcp(from_node(node)?),
+        "http" => GateSpec::Http(from_node(node)?),
+        "websocket" => GateSpec::Websocket(from_node(node)?),
         _ => return Ok(None),
     }))
 }

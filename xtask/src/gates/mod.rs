@@ -1,8 +1,12 @@
 //! Gates: checks with an expectation. Readiness gates retry with backoff until their deadline.
 
 mod exit_code;
+mod http;
+mod json_assert;
 mod output;
 mod tcp;
+mod tls;
+mod websocket;
 
 use std::time::{Duration, Instant};
 
@@ -22,11 +26,17 @@ pub struct Check {
     pub passed: bool,
     pub expected: String,
     pub actual: String,
+    /// What was sent and received, for evidence (gates that talk a protocol).
+    pub transcript: Option<String>,
 }
 
 impl Check {
     pub fn new(passed: bool, expected: impl Into<String>, actual: impl Into<String>) -> Check {
-        Check { passed, expected: expected.into(), actual: actual.into() }
+        Check { passed, expected: expected.into(), actual: actual.into(), transcript: None }
+    }
+
+    pub fn with_transcript(self, transcript: String) -> Check {
+        Check { transcript: Some(transcript), ..self }
     }
 }
 
@@ -52,7 +62,7 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
     let (status, check) = loop {
         attempts += 1;
         let check = tokio::select! {
-            check = check_once(&gate.spec, cx) => check,
+            check = check_once(gate, cx) => check,
             () = cx.cancel.cancelled() => break (Status::Interrupted, Check::new(false, gate.spec.target(), "interrupted")),
         };
         if check.passed {
@@ -77,6 +87,7 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
         actual: check.actual,
         attempts,
         duration_ms: started.elapsed().as_millis() as u64,
+        transcript: check.transcript,
     }
 }
 
@@ -85,11 +96,13 @@ fn retries(spec: &GateSpec) -> bool {
     !matches!(spec, GateSpec::ExitCode(_) | GateSpec::Output(_))
 }
 
-async fn check_once(spec: &GateSpec, cx: &GateCx<'_>) -> Check {
-    match spec {
+async fn check_once(gate: &Gate, cx: &GateCx<'_>) -> Check {
+    match &gate.spec {
         GateSpec::ExitCode(g) => exit_code::check(g, cx.command),
         GateSpec::Output(g) => output::check(g, cx.command),
         GateSpec::Tcp(g) => tcp::check(g).await,
+        GateSpec::Http(g) => http::check(g, gate.common.allow_empty).await,
+        GateSpec::Websocket(g) => websocket::check(g, gate.common.allow_empty).await,
     }
 }
 
@@ -105,5 +118,6 @@ pub fn not_evaluated(gate: &Gate, status: Status, why: &str) -> GateRecord {
         actual: why.to_string(),
         attempts: 0,
         duration_ms: 0,
+        transcript: None,
     }
 }

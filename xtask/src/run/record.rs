@@ -103,6 +103,9 @@ pub struct GateRecord {
     pub actual: String,
     pub attempts: u32,
     pub duration_ms: u64,
+    /// The request and response (or messages) behind the verdict, for gates that talk a protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
 }
 
 impl GateRecord {
@@ -125,6 +128,7 @@ impl GateRecord {
             actual: actual.into(),
             attempts: 1,
             duration_ms: 0,
+            transcript: None,
         }
     }
 }
