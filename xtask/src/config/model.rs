@@ -7,6 +7,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::data_gates::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -301,10 +302,17 @@ pub enum GateSpec {
     ExitCode(ExitCodeGate),
     Output(OutputGate),
     Tcp(TcpGate),
+    Sql(SqlGate),
+    Redis(RedisGate),
+    Etcd(EtcdGate),
+    Prometheus(PrometheusGate),
+    Container(ContainerGate),
+    Logs(LogsGate),
 }
 
 impl GateSpec {
-    pub const KINDS: &[&str] = &["exit_code", "output", "tcp"];
+    pub const KINDS: &[&str] =
+        &["exit_code", "output", "tcp", "sql", "redis", "etcd", "prometheus", "container", "logs"];
 }
 
 /// The command's exit code (command stages only).
@@ -414,6 +422,12 @@ impl GateSpec {
                 format!("{:?} {}", g.stream, parts.join(", ")).to_lowercase()
             }
             GateSpec::Tcp(g) => format!("tcp://{}", g.address),
+            GateSpec::Sql(g) => format!("{} {:?}", crate::redact::mask_url_password(&g.url), g.query),
+            GateSpec::Redis(g) => g.target(),
+            GateSpec::Etcd(g) => g.target(),
+            GateSpec::Prometheus(g) => g.target(),
+            GateSpec::Container(g) => g.target(),
+            GateSpec::Logs(g) => g.target(),
         }
     }
 }

@@ -12,7 +12,17 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
 
 /// Each gate kind with the schema of its own keys.
 fn gate_kinds() -> Vec<(&'static str, Value)> {
-    vec![("exit_code", of::<ExitCodeGate>()), ("output", of::<OutputGate>()), ("tcp", of::<TcpGate>())]
+    vec![
+        ("exit_code", of::<ExitCodeGate>()),
+        ("output", of::<OutputGate>()),
+        ("tcp", of::<TcpGate>()),
+        ("sql", of::<SqlGate>()),
+        ("redis", of::<RedisGate>()),
+        ("etcd", of::<EtcdGate>()),
+        ("prometheus", of::<PrometheusGate>()),
+        ("container", of::<ContainerGate>()),
+        ("logs", of::<LogsGate>()),
+    ]
 }
 
 fn of<T: JsonSchema>() -> Value {
