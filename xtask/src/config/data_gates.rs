@@ -25,12 +25,10 @@ pub struct SqlGate {
     /// The first column of the first row, as text.
     #[serde(default)]
     pub equals: Option<String>,
-    /// The whole result, row by row, as text (`null` for SQL NULL).
+    /// The whole result, row by row, as text (`null` for SQL NULL). An empty result fails unless the
+    /// gate's `allow_empty` is set.
     #[serde(default)]
     pub expect_rows: Option<Vec<Vec<String>>>,
-    /// An empty result passes (it fails by default).
-    #[serde(default)]
-    pub allow_empty: bool,
 }
 
 /// A Redis server answers and is configured as expected.
@@ -167,9 +165,9 @@ impl Op {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerGate {
-    /// The container's name (or id).
+    /// The container's name or id (`name` is the gate's own name).
     #[serde(default)]
-    pub name: Option<String>,
+    pub container: Option<String>,
     /// Compose project (label `com.docker.compose.project`); with `service`.
     #[serde(default)]
     pub project: Option<String>,
@@ -195,8 +193,9 @@ pub struct ContainerGate {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsGate {
+    /// The container's name or id (`name` is the gate's own name).
     #[serde(default)]
-    pub name: Option<String>,
+    pub container: Option<String>,
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
@@ -210,12 +209,9 @@ pub struct LogsGate {
     /// Every non-empty line is a JSON object.
     #[serde(default)]
     pub json: bool,
-    /// No line's `level` field is above this.
+    /// No line's `level` field is above this. No lines at all fails unless the gate's `allow_empty` is set.
     #[serde(default)]
     pub max_level: Option<Level>,
-    /// No lines at all passes (it fails by default).
-    #[serde(default)]
-    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
@@ -268,7 +264,7 @@ fn selector(name: &Option<String>, project: &Option<String>, service: &Option<St
     match (name, project, service) {
         (Some(n), None, None) => Ok(Selector::Name(n.clone())),
         (None, Some(p), Some(s)) => Ok(Selector::Compose { project: p.clone(), service: s.clone() }),
-        _ => Err("select the container by `name`, or by `project` and `service` together".into()),
+        _ => Err("select the container by `container` (its name), or by `project` and `service` together".into()),
     }
 }
 
@@ -410,11 +406,11 @@ impl PrometheusGate {
 
 impl ContainerGate {
     pub fn selector(&self) -> Selector {
-        selector(&self.name, &self.project, &self.service).unwrap_or(Selector::Name(String::new()))
+        selector(&self.container, &self.project, &self.service).unwrap_or(Selector::Name(String::new()))
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        selector(&self.name, &self.project, &self.service)?;
+        selector(&self.container, &self.project, &self.service)?;
         let none = self.running.is_none()
             && self.healthy.is_none()
             && self.max_restarts.is_none()
@@ -451,11 +447,11 @@ impl ContainerGate {
 
 impl LogsGate {
     pub fn selector(&self) -> Selector {
-        selector(&self.name, &self.project, &self.service).unwrap_or(Selector::Name(String::new()))
+        selector(&self.container, &self.project, &self.service).unwrap_or(Selector::Name(String::new()))
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        selector(&self.name, &self.project, &self.service)?;
+        selector(&self.container, &self.project, &self.service)?;
         if !self.json && self.max_level.is_none() {
             return Err("nothing to check: give `json: true` and/or `max_level`".into());
         }

@@ -290,6 +290,9 @@ pub struct GateCommon {
     /// Readiness gates retry with backoff until this deadline.
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// An empty answer (no rows, no log lines) passes; it fails by default.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl GateCommon {

@@ -41,6 +41,7 @@ fn implicit_exit_code_gate(stage: &Node) -> Gate {
         description: Some("added because the stage declares no exit_code gate".into()),
         checklist: Vec::new(),
         timeout: None,
+        allow_empty: false,
     };
     Gate { common, spec: GateSpec::ExitCode(ExitCodeGate::default()), span: stage.span }
 }

@@ -12,7 +12,7 @@ use crate::config::{GateSpec, Level, LogsGate};
 /// Lines read when neither `since` nor `tail` is given: recent enough, bounded.
 const DEFAULT_TAIL: u64 = 1000;
 
-pub async fn check(gate: &LogsGate) -> Check {
+pub async fn check(gate: &LogsGate, allow_empty: bool) -> Check {
     let expected = GateSpec::Logs(gate.clone()).target();
     let lines = async {
         let docker = crate::docker::connect().await.map_err(|e| e.to_string())?;
@@ -20,7 +20,7 @@ pub async fn check(gate: &LogsGate) -> Check {
         read(&docker, &id, gate).await
     };
     match lines.await {
-        Ok(lines) => judge(gate, expected, &lines),
+        Ok(lines) => judge(gate, allow_empty, expected, &lines),
         Err(e) => Check::new(false, expected, e),
     }
 }
@@ -48,9 +48,9 @@ async fn read(docker: &Docker, id: &str, gate: &LogsGate) -> Result<Vec<String>,
     Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
 }
 
-fn judge(gate: &LogsGate, expected: String, lines: &[String]) -> Check {
+fn judge(gate: &LogsGate, allow_empty: bool, expected: String, lines: &[String]) -> Check {
     if lines.is_empty() {
-        return Check::new(gate.allow_empty, expected, "no log lines");
+        return Check::new(allow_empty, expected, "no log lines");
     }
     let mut problems = Vec::new();
     if gate.json {
@@ -97,16 +97,7 @@ mod tests {
     use super::*;
 
     fn gate(json: bool, max_level: Option<Level>) -> LogsGate {
-        LogsGate {
-            name: Some("x".into()),
-            project: None,
-            service: None,
-            since: None,
-            tail: None,
-            json,
-            max_level,
-            allow_empty: false,
-        }
+        LogsGate { container: Some("x".into()), project: None, service: None, since: None, tail: None, json, max_level }
     }
 
     fn lines(text: &[&str]) -> Vec<String> {
@@ -116,13 +107,13 @@ mod tests {
     #[test]
     fn json_and_levels() {
         let good = lines(&[r#"{"level":"INFO","msg":"up"}"#, r#"{"level":"warn","msg":"slow"}"#]);
-        assert!(judge(&gate(true, Some(Level::Warn)), String::new(), &good).passed);
-        let c = judge(&gate(true, Some(Level::Info)), String::new(), &good);
+        assert!(judge(&gate(true, Some(Level::Warn)), false, String::new(), &good).passed);
+        let c = judge(&gate(true, Some(Level::Info)), false, String::new(), &good);
         assert!(!c.passed && c.actual.contains("1 lines above info"), "{}", c.actual);
         let plain = lines(&["starting", r#"{"level":"info"}"#, "[1, 2]"]);
-        let c = judge(&gate(true, None), String::new(), &plain);
+        let c = judge(&gate(true, None), false, String::new(), &plain);
         assert!(c.actual.starts_with("2 of 3 lines are not JSON"), "{}", c.actual);
-        assert!(!judge(&gate(true, None), String::new(), &[]).passed);
-        assert!(judge(&LogsGate { allow_empty: true, ..gate(true, None) }, String::new(), &[]).passed);
+        assert!(!judge(&gate(true, None), false, String::new(), &[]).passed);
+        assert!(judge(&gate(true, None), true, String::new(), &[]).passed);
     }
 }

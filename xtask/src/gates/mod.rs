@@ -58,7 +58,7 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
     let (status, check) = loop {
         attempts += 1;
         let check = tokio::select! {
-            check = check_once(&gate.spec, cx) => check,
+            check = check_once(&gate.spec, gate.common.allow_empty, cx) => check,
             () = cx.cancel.cancelled() => break (Status::Interrupted, Check::new(false, gate.spec.target(), "interrupted")),
         };
         if check.passed {
@@ -96,17 +96,17 @@ fn retries(spec: &GateSpec) -> bool {
     }
 }
 
-async fn check_once(spec: &GateSpec, cx: &GateCx<'_>) -> Check {
+async fn check_once(spec: &GateSpec, allow_empty: bool, cx: &GateCx<'_>) -> Check {
     match spec {
         GateSpec::ExitCode(g) => exit_code::check(g, cx.command),
         GateSpec::Output(g) => output::check(g, cx.command),
         GateSpec::Tcp(g) => tcp::check(g).await,
-        GateSpec::Sql(g) => sql::check(g).await,
+        GateSpec::Sql(g) => sql::check(g, allow_empty).await,
         GateSpec::Redis(g) => redis::check(g).await,
         GateSpec::Etcd(g) => etcd::check(g).await,
         GateSpec::Prometheus(g) => prometheus::check(g).await,
         GateSpec::Container(g) => container::check(g).await,
-        GateSpec::Logs(g) => logs::check(g).await,
+        GateSpec::Logs(g) => logs::check(g, allow_empty).await,
     }
 }
 

@@ -9,10 +9,10 @@ use crate::config::{GateSpec, SqlGate};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn check(gate: &SqlGate) -> Check {
-    let expected = expectation(gate);
+pub async fn check(gate: &SqlGate, allow_empty: bool) -> Check {
+    let expected = expectation(gate, allow_empty);
     match tokio::time::timeout(CONNECT_TIMEOUT * 2, rows(gate)).await {
-        Ok(Ok(rows)) => judge(gate, expected, &rows),
+        Ok(Ok(rows)) => judge(gate, allow_empty, expected, &rows),
         Ok(Err(e)) => Check::new(false, expected, e),
         Err(_) => Check::new(false, expected, format!("no answer within {}s", (CONNECT_TIMEOUT * 2).as_secs())),
     }
@@ -47,7 +47,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn expectation(gate: &SqlGate) -> String {
+fn expectation(gate: &SqlGate, allow_empty: bool) -> String {
     let mut parts = Vec::new();
     if let Some(n) = gate.rows {
         parts.push(format!("{n} rows"));
@@ -62,15 +62,15 @@ fn expectation(gate: &SqlGate) -> String {
         parts.push(format!("rows {rows:?}"));
     }
     if parts.is_empty() {
-        parts.push(if gate.allow_empty { "the query succeeds" } else { "at least one row" }.into());
+        parts.push(if allow_empty { "the query succeeds" } else { "at least one row" }.into());
     }
     format!("{}: {}", GateSpec::Sql(gate.clone()).target(), parts.join(", "))
 }
 
-fn judge(gate: &SqlGate, expected: String, rows: &[Vec<String>]) -> Check {
+fn judge(gate: &SqlGate, allow_empty: bool, expected: String, rows: &[Vec<String>]) -> Check {
     let first = rows.first().and_then(|r| r.first());
     let shown = summary(rows);
-    let failure = if rows.is_empty() && !gate.allow_empty {
+    let failure = if rows.is_empty() && !allow_empty {
         Some("no rows".to_string())
     } else if gate.rows.is_some_and(|n| rows.len() as u64 != n) {
         Some(format!("{} rows", rows.len()))
@@ -108,7 +108,6 @@ mod tests {
             min_rows: None,
             equals: None,
             expect_rows: None,
-            allow_empty: false,
         }
     }
 
@@ -118,9 +117,9 @@ mod tests {
 
     #[test]
     fn expectations_on_rows() {
-        let pass = |g: &SqlGate, r: &[&[&str]]| judge(g, String::new(), &rows(r)).passed;
+        let pass = |g: &SqlGate, r: &[&[&str]]| judge(g, false, String::new(), &rows(r)).passed;
         assert!(!pass(&gate(), &[]), "empty fails by default");
-        assert!(pass(&SqlGate { allow_empty: true, ..gate() }, &[]));
+        assert!(judge(&gate(), true, String::new(), &[]).passed);
         assert!(pass(&SqlGate { rows: Some(2), ..gate() }, &[&["a"], &["b"]]));
         assert!(!pass(&SqlGate { rows: Some(1), ..gate() }, &[&["a"], &["b"]]));
         assert!(!pass(&SqlGate { min_rows: Some(3), ..gate() }, &[&["a"], &["b"]]));
@@ -133,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_password_never_shows() {
-        let c = judge(&gate(), expectation(&gate()), &[]);
+        let c = judge(&gate(), false, expectation(&gate(), false), &[]);
         assert!(!c.expected.contains("pw"), "{}", c.expected);
     }
 }
