@@ -55,16 +55,11 @@ fn postgres() -> Option<Arc<Container>> {
     static SLOT: Mutex<Weak<Container>> = Mutex::new(Weak::new());
     docker_available().then(|| {
         shared(&SLOT, || {
-            let env = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
+            let password = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
             let health = "pg_isready -q -h 127.0.0.1 -U control_plane -d control_plane";
-            let pg = Container::start(
-                "postgres",
-                &[&HEALTH[..], &["--health-cmd", health, "-e", &env, "-e", "POSTGRES_USER=control_plane"]].concat()[..]
-                    .iter()
-                    .copied()
-                    .chain(["-e", "POSTGRES_DB=control_plane", "-p", "127.0.0.1::5432", "rehearsal/postgres:15"])
-                    .collect::<Vec<_>>(),
-            );
+            let env = ["-e", &password, "-e", "POSTGRES_USER=control_plane", "-e", "POSTGRES_DB=control_plane"];
+            let run = ["--health-cmd", health, "-p", "127.0.0.1::5432", "rehearsal/postgres:15"];
+            let pg = Container::start("postgres", &[&HEALTH[..], &env, &run].concat());
             pg.wait_for_health("healthy", READY);
             pg
         })
