@@ -330,3 +330,26 @@ fn logs_fail_on_plain_text_lines_or_a_louder_level() {
         "1 lines above info, e.g. warn",
     );
 }
+
+// ---- keys that do not fit together are refused before anything runs
+
+#[test]
+fn contradictory_or_empty_gates_are_refused_by_validate() {
+    let cases = [
+        (r#"{ kind: prometheus, url: "http://127.0.0.1:1", targets_up: true, rules: [A] }"#, "exactly one of"),
+        (r#"{ kind: container, project: p, running: true }"#, "by `project` and `service` together"),
+        (r#"{ kind: logs, container: c }"#, "nothing to check"),
+        (r#"{ kind: etcd, endpoint: "http://127.0.0.1:1", min_keys: 1 }"#, "need a `prefix`"),
+        (r#"{ kind: sql, url: "mysql://u:hunter22@db/x", query: "SELECT 1" }"#, "mysql://u:***@db/x"),
+        (r#"{ kind: container, container: c, max_memory: 512 }"#, "has no unit"),
+    ];
+    for (gate, because) in cases {
+        let ws = Workspace::new(&format!(
+            "version: 1\nstages:\n  - name: check\n    kind: verify\n    gates:\n      - {gate}\n"
+        ));
+        let out = ws.run(&["validate"]);
+        let printed = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{gate}: {printed}");
+        assert!(printed.contains(because), "{gate}: expected {because:?} in\n{printed}");
+    }
+}
