@@ -34,9 +34,26 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// `url` with the password of its `user:password@` part replaced by `***`, for URLs written in the file.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    let Some((user, _password)) = rest[..at].split_once(':') else { return url.to_string() };
+    format!("{scheme}://{user}:{MASK}{}", &rest[at..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_url_passwords() {
+        assert_eq!(mask_url_password("postgres://u:p%40ss@db:5432/x?a=b"), "postgres://u:***@db:5432/x?a=b");
+        assert_eq!(mask_url_password("redis://:secret@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+        assert_eq!(mask_url_password("http://host:9090/a@b"), "http://host:9090/a@b");
+        assert_eq!(mask_url_password("postgres://u@db/x"), "postgres://u@db/x");
+    }
 
     #[test]
     fn masks_registered_values() {

@@ -1,6 +1,7 @@
 //! Loading `pipeline.yaml`: text → located tree → variables resolved → typed pipeline → cross-checks.
 
 pub mod check;
+pub mod data_gates;
 pub mod de;
 pub mod diag;
 pub mod interp;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::data_gates::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -488,7 +489,7 @@ pub struct GateCommon {
     /// Readiness gates retry with backoff until this deadline.
     #[serde(default)]
     pub timeout: Option<Dur>,
-    /// Pass even when the check finds no data (a JSONPath that matches nothing).
+    /// Pass even when the check finds no data (a JSONPath that matches nothing, no rows, no log lines).
     #[serde(default)]
     pub allow_empty: bool,
 }
@@ -505,10 +506,17 @@ pub enum GateSpec {
     Tcp(TcpGate),
     Http(HttpGate),
     Websocket(WebsocketGate),
+    Sql(SqlGate),
+    Redis(RedisGate),
+    Etcd(EtcdGate),
+    Prometheus(PrometheusGate),
+    Container(ContainerGate),
+    Logs(LogsGate),
 }
 
 impl GateSpec {
-    pub const KINDS: &[&str] = &["exit_code", "output", "tcp", "http", "websocket"];
+    pub const KINDS: &[&str] =
+        &["exit_code", "output", "tcp", "http", "websocket", "sql", "redis", "etcd", "prometheus", "container", "logs"];
 }
 
 /// The command's exit code (command stages only).
@@ -817,6 +825,12 @@ impl GateSpec {
             GateSpec::Tcp(g) => format!("tcp://{}", g.address),
             GateSpec::Http(g) => format!("{} {}", g.method.to_uppercase(), g.url),
             GateSpec::Websocket(g) => g.url.clone(),
+            GateSpec::Sql(g) => format!("{} {:?}", crate::redact::mask_url_password(&g.url), g.query),
+            GateSpec::Redis(g) => g.target(),
+            GateSpec::Etcd(g) => g.target(),
+            GateSpec::Prometheus(g) => g.target(),
+            GateSpec::Container(g) => g.target(),
+            GateSpec::Logs(g) => g.target(),
         }
     }
 }

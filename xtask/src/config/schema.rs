@@ -26,6 +26,12 @@ fn gate_kinds() -> Vec<(&'static str, Value)> {
         ("tcp", of::<TcpGate>()),
         ("http", of::<HttpGate>()),
         ("websocket", of::<WebsocketGate>()),
+        ("sql", of::<SqlGate>()),
+        ("redis", of::<RedisGate>()),
+        ("etcd", of::<EtcdGate>()),
+        ("prometheus", of::<PrometheusGate>()),
+        ("container", of::<ContainerGate>()),
+        ("logs", of::<LogsGate>()),
     ]
 }
 

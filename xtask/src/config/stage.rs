@@ -1,5 +1,6 @@
 //! Stages and gates are read by hand: common keys and the keys of their `kind` share one mapping.
 
+use super::data_gates::{ContainerGate, EtcdGate, LogsGate, PrometheusGate, RedisGate, SqlGate};
 use super::de::from_node;
 use super::diag::{Diagnostic, nearest};
 use super::model::{ExitCodeGate, Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
@@ -86,8 +87,20 @@ fn gate_spec(kind: &str, node: &Node) -> Result<Option<GateSpec>, Diagnostic> {
         "tcp" => GateSpec::Tcp(from_node(node)?),
         "http" => GateSpec::Http(from_node(node)?),
         "websocket" => GateSpec::Websocket(from_node(node)?),
+        "sql" => GateSpec::Sql(valid(from_node(node)?, SqlGate::validate, node)?),
+        "redis" => GateSpec::Redis(valid(from_node(node)?, RedisGate::validate, node)?),
+        "etcd" => GateSpec::Etcd(valid(from_node(node)?, EtcdGate::validate, node)?),
+        "prometheus" => GateSpec::Prometheus(valid(from_node(node)?, PrometheusGate::validate, node)?),
+        "container" => GateSpec::Container(valid(from_node(node)?, ContainerGate::validate, node)?),
+        "logs" => GateSpec::Logs(valid(from_node(node)?, LogsGate::validate, node)?),
         _ => return Ok(None),
     }))
+}
+
+/// Rules across a spec's keys (one of several, pairs that go together) that types alone cannot say.
+fn valid<T>(spec: T, rule: fn(&T) -> Result<(), String>, node: &Node) -> Result<T, Diagnostic> {
+    rule(&spec).map_err(|message| Diagnostic::new(message).at(node.span))?;
+    Ok(spec)
 }
 
 /// Splits a mapping into the common keys and the kind's keys, each a mapping with the same span.

@@ -1,9 +1,15 @@
 //! Gates: checks with an expectation. Readiness gates retry with backoff until their deadline.
 
+mod container;
+mod etcd;
 mod exit_code;
 mod http;
 mod json_assert;
+mod logs;
 mod output;
+mod prometheus;
+mod redis;
+mod sql;
 mod tcp;
 mod tls;
 mod websocket;
@@ -92,8 +98,13 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
 }
 
 /// Gates on a finished command judge facts that will not change; readiness gates wait.
+/// An etcd `absent_after` gate waits inside its one attempt, for exactly its own window.
 fn retries(spec: &GateSpec) -> bool {
-    !matches!(spec, GateSpec::ExitCode(_) | GateSpec::Output(_))
+    match spec {
+        GateSpec::ExitCode(_) | GateSpec::Output(_) => false,
+        GateSpec::Etcd(g) => g.absent_after.is_none(),
+        _ => true,
+    }
 }
 
 async fn check_once(gate: &Gate, cx: &GateCx<'_>) -> Check {
@@ -103,6 +114,12 @@ async fn check_once(gate: &Gate, cx: &GateCx<'_>) -> Check {
         GateSpec::Tcp(g) => tcp::check(g).await,
         GateSpec::Http(g) => http::check(g, gate.common.allow_empty).await,
         GateSpec::Websocket(g) => websocket::check(g, gate.common.allow_empty).await,
+        GateSpec::Sql(g) => sql::check(g, gate.common.allow_empty).await,
+        GateSpec::Redis(g) => redis::check(g).await,
+        GateSpec::Etcd(g) => etcd::check(g).await,
+        GateSpec::Prometheus(g) => prometheus::check(g).await,
+        GateSpec::Container(g) => container::check(g).await,
+        GateSpec::Logs(g) => logs::check(g, gate.common.allow_empty).await,
     }
 }
 
