@@ -163,7 +163,7 @@ fn require_mmdebstrap(sh: &Shell) -> Result<()> {
     // A fresh CI machine: install it ourselves rather than fail.
     run_captured(cmd!(sh, "apt-get update -q"), "apt-get update")?;
     run_captured(
-        cmd!(sh, "apt-get install -y -q --no-install-recommends mmdebstrap").env("DEBIAN_FRONTEND", "noninteractive"),
+        cmd!(sh, "apt-get install -y -q mmdebstrap").env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install mmdebstrap",
     )?;
     if !present() {

@@ -33,6 +33,9 @@ fn a_build_succeeds_honours_dockerignore_and_records_id_and_tags() {
     write(&ws, "ctx/kept.txt", "kept");
     write(&ws, "ctx/ignored.txt", "ignored");
     write(&ws, "ctx/.dockerignore", "ignored.txt\n");
+    // A file with holes: tar writes it as a GNU sparse entry unless told not to, which the engine refuses.
+    let sparse = std::fs::File::create(ws.path().join("ctx/sparse.bin")).unwrap();
+    sparse.set_len(4 << 20).unwrap();
     let out = ws.run(&["deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     let built = &ws.record()["stages"][0]["outputs"]["images"][0];

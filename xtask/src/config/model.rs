@@ -226,8 +226,8 @@ pub struct BenchStage {
     /// Run for an hour instead (memory-leak soak); thresholds apply as written.
     #[serde(default)]
     pub soak: bool,
-    /// `p95 < 100ms`, `error_rate < 0.1%`, `throughput > 1000/min`, `memory < 1GiB`, `cpu < 50%`,
-    /// `memory_slope < 1MiB/min` … each a gate.
+    /// `p95 < 100ms`, `error_rate < 0.1%`, `throughput > 1000/min`, `memory < 1GiB`, `cpu < 50%`:
+    /// each a gate.
     #[serde(default)]
     pub thresholds: Vec<ThresholdSpec>,
 }
@@ -283,7 +283,7 @@ impl JsonSchema for Threshold {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "metric op value: p50/p90/p95/p99/p99.9/max, error_rate, throughput, memory, cpu, memory_slope"
+            "description": "metric op value: p50/p90/p95/p99/p99.9/max, error_rate, throughput, memory, cpu"
         })
     }
 }

@@ -61,7 +61,8 @@ pub fn files(context: &Path, ignore: &DockerIgnore, dockerfile: &Path) -> anyhow
             let kind = entry.file_type()?;
             let excluded = ignore.excludes(&relative) && relative != dockerfile;
             if kind.is_dir() {
-                if !excluded || ignore.may_reinclude_below(&relative) {
+                // The Dockerfile always goes in, even from an excluded directory.
+                if !excluded || ignore.may_reinclude_below(&relative) || dockerfile.starts_with(&relative) {
                     dirs.push(relative);
                 }
             } else if !excluded {
@@ -77,6 +78,8 @@ pub fn files(context: &Path, ignore: &DockerIgnore, dockerfile: &Path) -> anyhow
 pub fn archive(context: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
+    // The engine's tar reader refuses GNU sparse entries (type `S`), which linkers' output can be.
+    builder.sparse(false);
     for file in files {
         builder
             .append_path_with_name(context.join(file), file)
@@ -108,15 +111,15 @@ mod tests {
     #[test]
     fn walks_only_what_is_included() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["Dockerfile", "keep/a.txt", "skip/b.txt", "skip/keep-me.txt"] {
+        for f in ["docker/Dockerfile", "keep/a.txt", "skip/b.txt", "skip/keep-me.txt"] {
             let path = dir.path().join(f);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, f).unwrap();
         }
-        let ignore = DockerIgnore::parse("skip\n!skip/keep-me.txt\n").unwrap();
-        let found = files(dir.path(), &ignore, Path::new("Dockerfile")).unwrap();
+        let ignore = DockerIgnore::parse("skip\ndocker\n!skip/keep-me.txt\n").unwrap();
+        let found = files(dir.path(), &ignore, Path::new("docker/Dockerfile")).unwrap();
         let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
-        assert_eq!(names, ["Dockerfile", "keep/a.txt", "skip/keep-me.txt"]);
+        assert_eq!(names, ["docker/Dockerfile", "keep/a.txt", "skip/keep-me.txt"]);
         assert!(!archive(dir.path(), &found).unwrap().is_empty());
     }
 }
