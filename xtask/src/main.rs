@@ -67,6 +67,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output goes away (`| head`)
+    // instead of panicking on a failed write.
+    // SAFETY: set before any thread starts; SIG_DFL installs no handler code.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

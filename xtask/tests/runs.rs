@@ -257,3 +257,20 @@ fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+#[test]
+fn a_generated_secret_has_one_value_per_run() {
+    let ws = Workspace::new(
+        r#"
+version: 1
+secrets: { PASSWORD: { generate: true } }
+stages:
+  - name: same
+    kind: command
+    program: sh
+    args: [-c, 'test "$0" = "$1"', "${secret:PASSWORD}", "${secret:PASSWORD}"]
+"#,
+    );
+    let out = ws.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+}

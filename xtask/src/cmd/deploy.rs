@@ -208,9 +208,10 @@ fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
     });
 }
 
-/// Sortable and unique enough for one machine: UTC time plus the process id.
+/// Sortable and unique enough for one machine: UTC time plus the process id. Lowercase, so it can
+/// name a compose project.
 fn new_run_id() -> String {
-    format!("{}-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"), std::process::id())
+    format!("{}-{}", jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S"), std::process::id())
 }
 
 fn hostname() -> String {

@@ -66,7 +66,16 @@ pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, St
     builtins.insert("REPO_ROOT".into(), base_dir.display().to_string());
     builtins.insert("ENVIRONMENT".into(), args.env.clone().unwrap_or_else(|| config::DEFAULT_ENV.into()));
     let lookup_env = |name: &str| std::env::var(name).ok();
-    let secret = |name: &str, spec: &SecretSpec| resolve_secret(name, spec, secrets);
+    // One value per secret per run: a generated password must be the same everywhere it is used.
+    let resolved = std::cell::RefCell::new(BTreeMap::<String, String>::new());
+    let secret = |name: &str, spec: &SecretSpec| {
+        if let Some(value) = resolved.borrow().get(name) {
+            return Ok(value.clone());
+        }
+        let value = resolve_secret(name, spec, secrets)?;
+        resolved.borrow_mut().insert(name.to_string(), value.clone());
+        Ok(value)
+    };
     let options = LoadOptions {
         env: args.env.as_deref(),
         overrides: &overrides,
