@@ -72,6 +72,9 @@ fn main() -> ExitCode {
     // SAFETY: set before any thread starts; SIG_DFL installs no handler code.
     let _ =
         unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    // Every TLS client here (reqwest, tungstenite, kube, the load generator) uses rustls with ring:
+    // one process-wide provider, installed before any of them is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -33,7 +33,7 @@ pub fn service_key(service: &str, instance: &str) -> String {
 /// Keeps the key registered until `shutdown` flips, then revokes the lease so the key disappears at once.
 /// Never returns an error: an unreachable etcd is retried in the background.
 pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+    let http = match crate::net::client(Duration::from_secs(2)) {
         Ok(http) => http,
         Err(err) => return tracing::error!(error = %err, "cannot build the etcd HTTP client"),
     };

@@ -8,6 +8,7 @@ mod execute;
 mod http;
 mod metrics;
 mod migrations;
+mod net;
 mod ratelimit;
 mod readiness;
 mod redact;
@@ -102,7 +103,7 @@ async fn migrate(config: &Config) -> Result<()> {
 
 async fn healthcheck(config: &Config) -> Result<()> {
     let url = format!("http://127.0.0.1:{}/health/live", config.bind_addr.port());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let client = crate::net::client(Duration::from_secs(3))?;
     let status = client.get(&url).send().await.with_context(|| format!("GET {url}"))?.status();
     if !status.is_success() {
         bail!("GET {url} answered {status}");
@@ -118,7 +119,7 @@ async fn serve(config: Config) -> Result<()> {
         pool: db::pool(&config.database_url, config.db_pool_size)?,
         cache: cache::Cache::new(&config.redis_url)?,
         metrics: metrics::Metrics::new()?,
-        http: reqwest::Client::builder().timeout(Duration::from_millis(800)).build()?,
+        http: crate::net::client(Duration::from_millis(800))?,
         limiter: (config.rate_limit_per_sec > 0)
             .then(|| Arc::new(Mutex::new(ratelimit::TokenBucket::new(config.rate_limit_per_sec, Instant::now())))),
         config: config.clone(),

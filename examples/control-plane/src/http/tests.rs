@@ -25,7 +25,7 @@ fn state(pairs: &[(&str, &str)]) -> AppState {
         pool: db::pool(&config.database_url, 2).unwrap(),
         cache: cache::Cache::new(&config.redis_url).unwrap(),
         metrics: metrics::Metrics::new().unwrap(),
-        http: reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap(),
+        http: crate::net::client(Duration::from_millis(200)).unwrap(),
         limiter: (config.rate_limit_per_sec > 0)
             .then(|| Arc::new(Mutex::new(ratelimit::TokenBucket::new(config.rate_limit_per_sec, Instant::now())))),
         config: Arc::new(config),
