@@ -83,18 +83,11 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
-    GateRecord {
-        name: gate.name(),
-        kind: gate.kind().to_string(),
-        target: gate.spec.target(),
-        checklist: gate.common.checklist.clone(),
-        status,
-        expected: check.expected,
-        actual: check.actual,
-        attempts,
-        duration_ms: started.elapsed().as_millis() as u64,
-        transcript: check.transcript,
-    }
+    let mut record = record(gate, status, check.expected, check.actual);
+    record.attempts = attempts;
+    record.duration_ms = started.elapsed().as_millis() as u64;
+    record.transcript = check.transcript;
+    record
 }
 
 /// Gates on a finished command judge facts that will not change; readiness gates wait.
@@ -125,15 +118,21 @@ async fn check_once(gate: &Gate, cx: &GateCx<'_>) -> Check {
 
 /// A record for a gate that never ran because its stage stopped first.
 pub fn not_evaluated(gate: &Gate, status: Status, why: &str) -> GateRecord {
+    let mut record = record(gate, status, gate.spec.target(), why.to_string());
+    record.attempts = 0;
+    record
+}
+
+fn record(gate: &Gate, status: Status, expected: String, actual: String) -> GateRecord {
     GateRecord {
         name: gate.name(),
         kind: gate.kind().to_string(),
         target: gate.spec.target(),
         checklist: gate.common.checklist.clone(),
         status,
-        expected: gate.spec.target(),
-        actual: why.to_string(),
-        attempts: 0,
+        expected,
+        actual,
+        attempts: 1,
         duration_ms: 0,
         transcript: None,
     }

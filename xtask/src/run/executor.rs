@@ -156,18 +156,13 @@ impl Executor<'_> {
             reason: result.reason.as_deref(),
         });
         StageRecord {
-            name: step.name.clone(),
-            kind: step.kind.clone(),
-            checklist: self.pipeline.stages[step.index].common.checklist.clone(),
-            when: step.when,
-            target: step.target.clone(),
-            status,
             reason: result.reason,
             started_at: Some(started_at),
             duration_ms: duration.as_millis() as u64,
             gates: result.gates,
             outputs: result.outputs,
             log: result.log,
+            ..self.record(step, status)
         }
     }
 
@@ -182,16 +177,25 @@ impl Executor<'_> {
             });
         }
         StageRecord {
+            gates: stage.gates.iter().map(|g| gates::not_evaluated(g, status, &reason)).collect(),
+            reason: Some(reason),
+            ..self.record(step, status)
+        }
+    }
+
+    /// A stage's record with nothing run yet: what the plan knows about it.
+    fn record(&self, step: &Step, status: Status) -> StageRecord {
+        StageRecord {
             name: step.name.clone(),
             kind: step.kind.clone(),
             checklist: self.pipeline.stages[step.index].common.checklist.clone(),
             when: step.when,
             target: step.target.clone(),
             status,
-            gates: stage.gates.iter().map(|g| gates::not_evaluated(g, status, &reason)).collect(),
-            reason: Some(reason),
+            reason: None,
             started_at: None,
             duration_ms: 0,
+            gates: Vec::new(),
             outputs: serde_json::Value::Null,
             log: None,
         }
