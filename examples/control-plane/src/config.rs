@@ -23,6 +23,14 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub api_token: Option<String>,
     pub max_body_bytes: usize,
+    /// Write `<`, `>`, `&` and `'` in JSON answers as `\u003c`…, so reflected input cannot become markup.
+    pub escape_html: bool,
+    /// HTTPS is served on `tls_bind_addr` when both are set (PEM files).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_bind_addr: SocketAddr,
+    pub etcd_username: Option<String>,
+    pub etcd_password: Option<String>,
 }
 
 impl Config {
@@ -49,7 +57,34 @@ impl Config {
             cors_allowed_origins: split_list(var("CORS_ALLOWED_ORIGINS").as_deref().unwrap_or("")),
             api_token: var("API_TOKEN"),
             max_body_bytes: parse_or("MAX_BODY_BYTES", var("MAX_BODY_BYTES"), 65536)?,
+            escape_html: parse_or("ESCAPE_HTML", var("ESCAPE_HTML"), true)?,
+            tls_cert: var("TLS_CERT"),
+            tls_key: var("TLS_KEY"),
+            tls_bind_addr: parse_or(
+                "TLS_BIND_ADDR",
+                var("TLS_BIND_ADDR"),
+                "0.0.0.0:8443".parse().expect("valid default"),
+            )?,
+            etcd_username: var("ETCD_USERNAME"),
+            etcd_password: var("ETCD_PASSWORD"),
         })
+        .and_then(Config::checked)
+    }
+
+    /// Settings that only make sense together.
+    fn checked(self) -> Result<Self> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("set TLS_CERT and TLS_KEY together (PEM files), or neither");
+        }
+        if self.etcd_username.is_some() != self.etcd_password.is_some() {
+            anyhow::bail!("set ETCD_USERNAME and ETCD_PASSWORD together, or neither");
+        }
+        Ok(self)
+    }
+
+    /// `CORS_ALLOWED_ORIGINS=*` echoes every origin: for tests of the CORS gate, never for a deployment.
+    pub fn cors_mirrors_any_origin(&self) -> bool {
+        self.cors_allowed_origins.iter().any(|o| o == "*")
     }
 
     /// What may be shown in logs and `/api/v1/admin/config`: URLs redacted, token hidden.
@@ -68,6 +103,9 @@ impl Config {
             cors_allowed_origins: self.cors_allowed_origins.clone(),
             api_token_set: self.api_token.is_some(),
             max_body_bytes: self.max_body_bytes,
+            escape_html: self.escape_html,
+            tls: self.tls_cert.is_some().then(|| self.tls_bind_addr.to_string()),
+            etcd_username: self.etcd_username.clone(),
         }
     }
 }
@@ -87,6 +125,10 @@ pub struct RedactedConfig {
     pub cors_allowed_origins: Vec<String>,
     pub api_token_set: bool,
     pub max_body_bytes: usize,
+    pub escape_html: bool,
+    /// The HTTPS address, when TLS is on.
+    pub tls: Option<String>,
+    pub etcd_username: Option<String>,
 }
 
 /// `CARGO_PKG_VERSION`, plus `+<GIT_SHA>` when GIT_SHA was set at compile time.
@@ -176,15 +218,27 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_etcd_credentials_come_in_pairs() {
+        assert!(config(&[("TLS_CERT", "/c.pem")]).is_err());
+        assert!(config(&[("ETCD_PASSWORD", "p")]).is_err());
+        let c = config(&[("TLS_CERT", "/c.pem"), ("TLS_KEY", "/k.pem"), ("ESCAPE_HTML", "false")]).unwrap();
+        assert_eq!(c.tls_bind_addr.to_string(), "0.0.0.0:8443");
+        assert!(!c.escape_html);
+        assert!(config(&[("ESCAPE_HTML", "maybe")]).is_err());
+    }
+
+    #[test]
     fn redacted_view_has_no_secrets() {
         let c = config(&[
             ("DATABASE_URL", "postgres://app:dbpass@db/app"),
             ("REDIS_URL", "redis://:redispass@redis:6379"),
             ("API_TOKEN", "tokenvalue"),
+            ("ETCD_USERNAME", "cp"),
+            ("ETCD_PASSWORD", "etcdpass"),
         ])
         .unwrap();
         let shown = serde_json::to_string(&c.redacted()).unwrap();
-        for secret in ["dbpass", "redispass", "tokenvalue"] {
+        for secret in ["dbpass", "redispass", "tokenvalue", "etcdpass"] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

@@ -18,11 +18,13 @@ pub struct Registration {
     pub endpoints: Vec<String>,
     pub key: String,
     pub value: String,
+    /// User and password, when etcd has authentication enabled.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Registration {
     pub fn new(endpoints: Vec<String>, service: &str, instance: &str, value: Value) -> Self {
-        Self { endpoints, key: service_key(service, instance), value: value.to_string() }
+        Self { endpoints, key: service_key(service, instance), value: value.to_string(), credentials: None }
     }
 }
 
@@ -37,16 +39,16 @@ pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
         Ok(http) => http,
         Err(err) => return tracing::error!(error = %err, "cannot build the etcd HTTP client"),
     };
-    let etcd = Etcd { http, endpoints: reg.endpoints.clone() };
+    let mut etcd = Etcd { http, endpoints: reg.endpoints.clone(), credentials: reg.credentials.clone(), token: None };
     let mut lease: Option<i64> = None;
     loop {
         lease = match lease {
-            None => register_logged(&etcd, &reg).await,
+            None => register_logged(&mut etcd, &reg).await,
             Some(id) => match etcd.keep_alive(id).await {
                 Ok(()) => Some(id),
                 Err(err) => {
                     tracing::warn!(error = %format!("{err:#}"), lease = id, "etcd lease lost, re-registering");
-                    register_logged(&etcd, &reg).await
+                    register_logged(&mut etcd, &reg).await
                 }
             },
         };
@@ -66,7 +68,7 @@ pub async fn run(reg: Registration, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn register_logged(etcd: &Etcd, reg: &Registration) -> Option<i64> {
+async fn register_logged(etcd: &mut Etcd, reg: &Registration) -> Option<i64> {
     match etcd.register(&reg.key, &reg.value).await {
         Ok(id) => {
             tracing::info!(key = %reg.key, lease = id, "registered in etcd");
@@ -82,10 +84,27 @@ async fn register_logged(etcd: &Etcd, reg: &Registration) -> Option<i64> {
 struct Etcd {
     http: reqwest::Client,
     endpoints: Vec<String>,
+    credentials: Option<(String, String)>,
+    /// Sent as `Authorization` with every call; renewed at each registration (tokens expire when idle).
+    token: Option<String>,
 }
 
 impl Etcd {
-    async fn register(&self, key: &str, value: &str) -> Result<i64> {
+    async fn register(&mut self, key: &str, value: &str) -> Result<i64> {
+        if let Some((user, password)) = self.credentials.clone() {
+            self.token = None;
+            match self.call("/v3/auth/authenticate", json!({ "name": user, "password": password })).await {
+                Ok(answer) => {
+                    let token = answer.get("token").and_then(Value::as_str).context("etcd issued no token")?;
+                    self.token = Some(token.to_string());
+                }
+                // Credentials are configured but etcd does not ask for them: work, but say so.
+                Err(err) if format!("{err:#}").contains("authentication is not enabled") => {
+                    tracing::warn!("etcd has authentication off; registering without credentials")
+                }
+                Err(err) => return Err(err.context("authenticating to etcd")),
+            }
+        }
         let granted = self.call("/v3/lease/grant", json!({ "TTL": LEASE_TTL_SECS, "ID": 0 })).await?;
         let id = int_field(&granted, "ID").context("lease grant answered without an ID")?;
         self.call("/v3/kv/put", json!({ "key": B64.encode(key), "value": B64.encode(value), "lease": id })).await?;
@@ -117,7 +136,11 @@ impl Etcd {
 
     /// Errors drop the URL (an endpoint may carry credentials) but keep the cause chain.
     async fn post(&self, url: &str, body: &Value) -> Result<Value> {
-        let response = self.http.post(url).json(body).send().await.map_err(|e| anyhow::Error::new(e.without_url()))?;
+        let mut request = self.http.post(url).json(body);
+        if let Some(token) = &self.token {
+            request = request.header(reqwest::header::AUTHORIZATION, token);
+        }
+        let response = request.send().await.map_err(|e| anyhow::Error::new(e.without_url()))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| anyhow::Error::new(e.without_url()))?;
         if !status.is_success() {

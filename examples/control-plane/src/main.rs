@@ -13,7 +13,9 @@ mod ratelimit;
 mod readiness;
 mod redact;
 mod state;
+mod tls;
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,6 +117,11 @@ async fn serve(config: Config) -> Result<()> {
     let shown = serde_json::to_string(&config.redacted()).unwrap_or_default();
     tracing::info!(config = %shown, "starting control-plane");
     let config = Arc::new(config);
+    // Both files are read first: a bad certificate stops the start, not the first client.
+    let tls_config = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let state = AppState {
         pool: db::pool(&config.database_url, config.db_pool_size)?,
         cache: cache::Cache::new(&config.redis_url)?,
@@ -134,27 +141,42 @@ async fn serve(config: Config) -> Result<()> {
             "version": config.app_version,
             "instance": config.instance_id,
         });
-        let reg = discovery::Registration::new(
+        let mut reg = discovery::Registration::new(
             config.etcd_endpoints.clone(),
             &config.service_name,
             &config.instance_id,
             value,
         );
+        reg.credentials = config.etcd_username.clone().zip(config.etcd_password.clone());
         tokio::spawn(discovery::run(reg, shutdown_rx.clone()))
     });
 
+    let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
         .await
         .with_context(|| format!("binding {}", config.bind_addr))?;
+    let https = match tls_config {
+        Some(tls_config) => {
+            let tcp = tokio::net::TcpListener::bind(config.tls_bind_addr)
+                .await
+                .with_context(|| format!("binding {} (TLS_BIND_ADDR)", config.tls_bind_addr))?;
+            tracing::info!(addr = %config.tls_bind_addr, "listening for HTTPS");
+            let server = axum::serve(tls::TlsListener::new(tcp, tls_config)?, app.clone())
+                .with_graceful_shutdown(stopped(shutdown_rx.clone()));
+            Some(tokio::spawn(server.into_future()))
+        }
+        None => None,
+    };
     tracing::info!(addr = %config.bind_addr, version = %config.app_version, "listening");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown signal received, draining connections");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("HTTP server failed")?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received, draining connections");
+        let _ = shutdown_tx.send(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(stopped(shutdown_rx)).await.context("HTTP server failed")?;
+    if let Some(server) = https {
+        server.await.context("HTTPS server task")?.context("HTTPS server failed")?;
+    }
 
     if let Some(task) = registration {
         // Deregistration is best effort: a dead etcd must not hold up the shutdown.
@@ -186,6 +208,11 @@ async fn check_schema(pool: deadpool_postgres::Pool) {
         },
         _ => tracing::warn!("could not read the schema version at start (Postgres unavailable?)"),
     }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {

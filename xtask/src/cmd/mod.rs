@@ -64,6 +64,9 @@ pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, St
     let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
     let mut builtins = builtins;
     builtins.insert("REPO_ROOT".into(), base_dir.display().to_string());
+    if let Some(run_id) = builtins.get("RUN_ID").cloned() {
+        builtins.insert("RUN_DIR".into(), runs_dir(&base_dir).join(run_id).display().to_string());
+    }
     builtins.insert("ENVIRONMENT".into(), args.env.clone().unwrap_or_else(|| config::DEFAULT_ENV.into()));
     let lookup_env = |name: &str| std::env::var(name).ok();
     // One value per secret per run: a generated password must be the same everywhere it is used.

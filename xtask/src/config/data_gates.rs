@@ -29,6 +29,9 @@ pub struct SqlGate {
     /// gate's `allow_empty` is set.
     #[serde(default)]
     pub expect_rows: Option<Vec<Vec<String>>>,
+    /// `required`: a login without the password, and one with a wrong password, are refused.
+    #[serde(default)]
+    pub auth: Option<AuthExpectation>,
 }
 
 /// A Redis server answers and is configured as expected.
@@ -93,6 +96,15 @@ pub struct EtcdGate {
     /// The keys under `prefix` are gone within this long (a lease expired after its owner stopped).
     #[serde(default)]
     pub absent_after: Option<Dur>,
+    /// `required`: reading keys without credentials is refused.
+    #[serde(default)]
+    pub auth: Option<AuthExpectation>,
+    /// A user to authenticate as (with auth enabled, reading keys needs one).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// That user's password (use `${secret:NAME}`).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// Prometheus: scrape targets up, a PromQL query's result, alerting rules loaded.
@@ -325,6 +337,11 @@ impl SqlGate {
         }
         check_url(&self.url, &["postgres://", "postgresql://"])
     }
+
+    pub fn target(&self) -> String {
+        let auth = if self.auth.is_some() { ", auth required" } else { "" };
+        format!("{} {:?}{auth}", mask_url_password(&self.url), self.query)
+    }
 }
 
 impl RedisGate {
@@ -358,8 +375,14 @@ impl EtcdGate {
         if self.min_keys.is_some() && self.absent_after.is_some() {
             return Err("`min_keys` and `absent_after` contradict each other; use two gates".into());
         }
-        if !self.health && self.min_keys.is_none() && self.absent_after.is_none() {
-            return Err("nothing to check: give `health: true`, `prefix` with `min_keys`, or `absent_after`".into());
+        if !self.health && self.min_keys.is_none() && self.absent_after.is_none() && self.auth.is_none() {
+            return Err(
+                "nothing to check: give `health: true`, `prefix` with `min_keys`, `absent_after`, or `auth: required`"
+                    .into(),
+            );
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err("give `username` and `password` together".into());
         }
         Ok(())
     }
@@ -375,7 +398,11 @@ impl EtcdGate {
         if let (Some(p), Some(d)) = (&self.prefix, self.absent_after) {
             parts.push(format!("no keys under {p} within {d}"));
         }
-        format!("etcd {} {}", self.endpoint, parts.join(", "))
+        if self.auth.is_some() {
+            parts.push("auth required".into());
+        }
+        let user = self.username.as_ref().map(|u| format!(" as {u}")).unwrap_or_default();
+        format!("etcd {}{user} {}", self.endpoint, parts.join(", "))
     }
 }
 

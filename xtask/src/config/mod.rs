@@ -7,6 +7,7 @@ pub mod diag;
 pub mod interp;
 pub mod model;
 pub mod schema;
+pub mod security_gates;
 pub mod source;
 pub mod stage;
 pub mod tree;

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
+pub use super::security_gates::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -184,10 +185,25 @@ pub enum StageSpec {
     Helm(HelmStage),
     Compose(ComposeStage),
     Bench(BenchStage),
+    Certificate(CertificateStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench"];
+    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench", "certificate"];
+}
+
+/// A certificate authority and a server certificate it signed, for TLS in local runs (no public CA here).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateStage {
+    /// Where `ca.pem`, `cert.pem` and `key.pem` go; relative paths start at the run's directory (default `tls`).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// DNS names and IP addresses the certificate is valid for.
+    pub hosts: Vec<String>,
+    /// How long the certificate stays valid (default 30 days).
+    #[serde(default)]
+    pub valid_for: Option<Dur>,
 }
 
 /// A load benchmark; each threshold is a gate.
@@ -512,11 +528,32 @@ pub enum GateSpec {
     Prometheus(PrometheusGate),
     Container(ContainerGate),
     Logs(LogsGate),
+    Probe(ProbeGate),
+    RateLimit(RateLimitGate),
+    Cors(CorsGate),
+    Tls(TlsGate),
+    SecretsScan(SecretsScanGate),
 }
 
 impl GateSpec {
-    pub const KINDS: &[&str] =
-        &["exit_code", "output", "tcp", "http", "websocket", "sql", "redis", "etcd", "prometheus", "container", "logs"];
+    pub const KINDS: &[&str] = &[
+        "exit_code",
+        "output",
+        "tcp",
+        "http",
+        "websocket",
+        "sql",
+        "redis",
+        "etcd",
+        "prometheus",
+        "container",
+        "logs",
+        "probe",
+        "rate_limit",
+        "cors",
+        "tls",
+        "secrets_scan",
+    ];
 }
 
 /// The command's exit code (command stages only).
@@ -785,6 +822,9 @@ impl StageSpec {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))
             }
+            StageSpec::Certificate(c) => {
+                format!("certificate for {} in {}", c.hosts.join(", "), c.dir.as_deref().unwrap_or("tls"))
+            }
         }
     }
 }
@@ -825,12 +865,17 @@ impl GateSpec {
             GateSpec::Tcp(g) => format!("tcp://{}", g.address),
             GateSpec::Http(g) => format!("{} {}", g.method.to_uppercase(), g.url),
             GateSpec::Websocket(g) => g.url.clone(),
-            GateSpec::Sql(g) => format!("{} {:?}", crate::redact::mask_url_password(&g.url), g.query),
+            GateSpec::Sql(g) => g.target(),
             GateSpec::Redis(g) => g.target(),
             GateSpec::Etcd(g) => g.target(),
             GateSpec::Prometheus(g) => g.target(),
             GateSpec::Container(g) => g.target(),
             GateSpec::Logs(g) => g.target(),
+            GateSpec::Probe(g) => g.target(),
+            GateSpec::RateLimit(g) => g.target(),
+            GateSpec::Cors(g) => g.target(),
+            GateSpec::Tls(g) => g.target(),
+            GateSpec::SecretsScan(g) => g.target(),
         }
     }
 }

@@ -15,6 +15,7 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("helm", of::<HelmStage>()),
         ("compose", of::<ComposeStage>()),
         ("bench", of::<BenchStage>()),
+        ("certificate", of::<CertificateStage>()),
     ]
 }
 
@@ -32,6 +33,11 @@ fn gate_kinds() -> Vec<(&'static str, Value)> {
         ("prometheus", of::<PrometheusGate>()),
         ("container", of::<ContainerGate>()),
         ("logs", of::<LogsGate>()),
+        ("probe", of::<ProbeGate>()),
+        ("rate_limit", of::<RateLimitGate>()),
+        ("cors", of::<CorsGate>()),
+        ("tls", of::<TlsGate>()),
+        ("secrets_scan", of::<SecretsScanGate>()),
     ]
 }
 

@@ -4,6 +4,7 @@ use super::data_gates::{ContainerGate, EtcdGate, LogsGate, PrometheusGate, Redis
 use super::de::from_node;
 use super::diag::{Diagnostic, nearest};
 use super::model::{ExitCodeGate, Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
+use super::security_gates::{CorsGate, ProbeGate, RateLimitGate, SecretsScanGate, TlsGate};
 use super::tree::{Node, Value};
 
 /// Reads the `stages:` list, collecting every error rather than stopping at the first.
@@ -55,6 +56,7 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "helm" => StageSpec::Helm(from_node(node)?),
         "compose" => StageSpec::Compose(from_node(node)?),
         "bench" => StageSpec::Bench(from_node(node)?),
+        "certificate" => StageSpec::Certificate(from_node(node)?),
         _ => return Ok(None),
     }))
 }
@@ -93,6 +95,11 @@ fn gate_spec(kind: &str, node: &Node) -> Result<Option<GateSpec>, Diagnostic> {
         "prometheus" => GateSpec::Prometheus(valid(from_node(node)?, PrometheusGate::validate, node)?),
         "container" => GateSpec::Container(valid(from_node(node)?, ContainerGate::validate, node)?),
         "logs" => GateSpec::Logs(valid(from_node(node)?, LogsGate::validate, node)?),
+        "probe" => GateSpec::Probe(valid(from_node(node)?, ProbeGate::validate, node)?),
+        "rate_limit" => GateSpec::RateLimit(valid(from_node(node)?, RateLimitGate::validate, node)?),
+        "cors" => GateSpec::Cors(valid(from_node(node)?, CorsGate::validate, node)?),
+        "tls" => GateSpec::Tls(valid(from_node(node)?, TlsGate::validate, node)?),
+        "secrets_scan" => GateSpec::SecretsScan(valid(from_node(node)?, SecretsScanGate::validate, node)?),
         _ => return Ok(None),
     }))
 }

@@ -20,6 +20,19 @@ pub async fn check(gate: &EtcdGate) -> Check {
     };
     let base = gate.endpoint.trim_end_matches('/');
     let mut problems = Vec::new();
+    if gate.auth.is_some()
+        && let Some(p) = auth_problem(&client, base).await
+    {
+        problems.push(p);
+    }
+    let needs_keys = gate.min_keys.is_some() || gate.absent_after.is_some();
+    let client = match (&gate.username, &gate.password) {
+        (Some(user), Some(password)) if needs_keys => match authenticated(base, user, password).await {
+            Ok(client) => client,
+            Err(e) => return Check::new(false, expected, e),
+        },
+        _ => client,
+    };
     if gate.health
         && let Err(e) = health(&client, base).await
     {
@@ -50,6 +63,49 @@ async fn health(client: &reqwest::Client, base: &str) -> Result<(), String> {
         Some("true") => Ok(()),
         _ => Err(format!("unhealthy: {body}")),
     }
+}
+
+/// Reading keys without credentials must be refused; an answer means anyone on the network can read and write.
+async fn auth_problem(client: &reqwest::Client, base: &str) -> Option<String> {
+    let body = json!({ "key": STANDARD.encode("/"), "range_end": STANDARD.encode([0u8]), "count_only": true });
+    let response = match client.post(format!("{base}/v3/kv/range")).json(&body).send().await {
+        Ok(response) => response,
+        Err(e) => return Some(format!("etcd unreachable: {e}")),
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Some("a range request without credentials was answered: authentication is off".into());
+    }
+    // gRPC's Unauthenticated is 16, mapped to 401; etcd names the missing user or the invalid token.
+    let refused = status == reqwest::StatusCode::UNAUTHORIZED
+        || ["user name is empty", "invalid auth token", "permission denied"].iter().any(|t| text.contains(t));
+    if refused {
+        None
+    } else {
+        Some(format!("a range request without credentials failed, but not as refused: {status} {}", cut(&text)))
+    }
+}
+
+/// A client that sends the token etcd issues for this user with every request.
+async fn authenticated(base: &str, user: &str, password: &str) -> Result<reqwest::Client, String> {
+    let plain = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| format!("HTTP client: {e}"))?;
+    let request =
+        plain.post(format!("{base}/v3/auth/authenticate")).json(&json!({ "name": user, "password": password }));
+    let answer = get_json(request).await.map_err(|e| format!("authenticating as {user}: {e}"))?;
+    let token = answer["token"].as_str().ok_or_else(|| format!("authenticating as {user} gave no token: {answer}"))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(token).map_err(|_| "etcd's token is not a header value")?;
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .default_headers(headers)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+fn cut(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 /// Polls until no key is left under `prefix`, or the window closes.
@@ -100,7 +156,7 @@ async fn get_json(request: reqwest::RequestBuilder) -> Result<Value, String> {
     let status = response.status();
     let text = response.text().await.map_err(|e| format!("reading etcd's answer: {e}"))?;
     if !status.is_success() {
-        return Err(format!("etcd answered {status}: {}", text.chars().take(200).collect::<String>()));
+        return Err(format!("etcd answered {status}: {}", cut(&text)));
     }
     serde_json::from_str(&text).map_err(|e| format!("etcd's answer is not JSON ({e})"))
 }

@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 
 use super::Check;
 use super::json_assert::{self, Miss, excerpt};
-use crate::config::{HttpExpect, HttpGate};
+use crate::config::{Dur, HttpExpect, HttpGate, TlsOptions};
 
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 8 << 20;
@@ -64,19 +64,24 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-fn prepare(gate: &HttpGate) -> Result<(reqwest::Client, reqwest::Request), String> {
+/// A client with the gate's `tls:` options; the gates that send HTTP requests share it.
+pub fn client(tls: &TlsOptions, timeout: Option<Dur>) -> Result<reqwest::Client, String> {
     // reqwest is built without a crypto provider; an already installed one is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
-        .timeout(gate.request_timeout.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0))
-        .tls_danger_accept_invalid_certs(gate.tls.insecure);
-    if let Some(ca) = &gate.tls.ca {
+        .timeout(timeout.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0))
+        .tls_danger_accept_invalid_certs(tls.insecure);
+    if let Some(ca) = &tls.ca {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read tls.ca `{ca}`: {e}"))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("tls.ca `{ca}` is not a PEM certificate bundle: {e}"))?;
         builder = builder.tls_certs_merge(certs);
     }
-    let client = builder.build().map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
+    builder.build().map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+}
+
+fn prepare(gate: &HttpGate) -> Result<(reqwest::Client, reqwest::Request), String> {
+    let client = client(&gate.tls, gate.request_timeout)?;
     let method = reqwest::Method::from_bytes(gate.method.to_uppercase().as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", gate.method))?;
     let mut request = client.request(method, &gate.url);
@@ -191,7 +196,7 @@ fn response_transcript(reply: &Reply) -> String {
 }
 
 /// The error with its causes: reqwest's own message alone ("error sending request") says little.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -204,7 +209,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Dur, JsonAssertion, JsonPathText, OneOrMany};
+    use crate::config::{JsonAssertion, JsonPathText, OneOrMany};
 
     fn reply(status: u16, body: &str, ms: u64) -> Reply {
         Reply {

@@ -1,19 +1,25 @@
 //! Gates: checks with an expectation. Readiness gates retry with backoff until their deadline.
 
 mod container;
+mod cors;
 mod etcd;
 mod exit_code;
 mod http;
 mod json_assert;
 mod logs;
 mod output;
+mod probe;
 mod prometheus;
+mod rate_limit;
 mod redis;
+mod secrets_scan;
 mod sql;
 mod tcp;
 mod tls;
+mod tls_client;
 mod websocket;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -57,6 +63,8 @@ pub struct CommandOutput {
 pub struct GateCx<'a> {
     pub command: Option<&'a CommandOutput>,
     pub cancel: &'a CancellationToken,
+    /// The pipeline file's directory: relative paths in gates that read files start here.
+    pub base_dir: &'a Path,
 }
 
 /// Runs a gate to its verdict: once for gates on finished work, repeatedly for readiness gates.
@@ -94,7 +102,12 @@ pub async fn evaluate(gate: &Gate, cx: &GateCx<'_>) -> GateRecord {
 /// An etcd `absent_after` gate waits inside its one attempt, for exactly its own window.
 fn retries(spec: &GateSpec) -> bool {
     match spec {
-        GateSpec::ExitCode(_) | GateSpec::Output(_) => false,
+        // Judgements on files, and bursts that would themselves trip a limiter, are not retried.
+        GateSpec::ExitCode(_)
+        | GateSpec::Output(_)
+        | GateSpec::SecretsScan(_)
+        | GateSpec::Probe(_)
+        | GateSpec::RateLimit(_) => false,
         GateSpec::Etcd(g) => g.absent_after.is_none(),
         _ => true,
     }
@@ -113,6 +126,11 @@ async fn check_once(gate: &Gate, cx: &GateCx<'_>) -> Check {
         GateSpec::Prometheus(g) => prometheus::check(g).await,
         GateSpec::Container(g) => container::check(g).await,
         GateSpec::Logs(g) => logs::check(g, gate.common.allow_empty).await,
+        GateSpec::Probe(g) => probe::check(g).await,
+        GateSpec::RateLimit(g) => rate_limit::check(g).await,
+        GateSpec::Cors(g) => cors::check(g).await,
+        GateSpec::Tls(g) => tls::check(g).await,
+        GateSpec::SecretsScan(g) => secrets_scan::check(g, cx.base_dir, gate.common.allow_empty),
     }
 }
 

@@ -11,6 +11,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn check(gate: &SqlGate, allow_empty: bool) -> Check {
     let expected = expectation(gate, allow_empty);
+    if gate.auth.is_some()
+        && let Some(problem) = auth_problem(&gate.url).await
+    {
+        return Check::new(false, expected, problem);
+    }
     match tokio::time::timeout(CONNECT_TIMEOUT * 2, rows(gate)).await {
         Ok(Ok(rows)) => judge(gate, allow_empty, expected, &rows),
         Ok(Err(e)) => Check::new(false, expected, e),
@@ -37,6 +42,37 @@ async fn rows(gate: &SqlGate) -> Result<Vec<Vec<String>>, String> {
             _ => None,
         })
         .collect())
+}
+
+/// Logins without the password, and with a wrong one, must be refused: a server that trusts the network
+/// lets anyone who reaches the port read the data.
+async fn auth_problem(url: &str) -> Option<String> {
+    let config: tokio_postgres::Config = match url.parse() {
+        Ok(config) => config,
+        Err(e) => return Some(format!("invalid postgres URL: {e}")),
+    };
+    let mut wrong = config.clone();
+    wrong.password("not-the-password");
+    let mut none = config;
+    none.password(Vec::<u8>::new());
+    for (what, mut attempt) in [("no password", none), ("a wrong password", wrong)] {
+        attempt.connect_timeout(CONNECT_TIMEOUT);
+        match tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt.connect(NoTls)).await {
+            Ok(Ok(_)) => return Some(format!("a login with {what} was accepted: authentication is off")),
+            Ok(Err(e)) if refused_login(&e) => {}
+            Ok(Err(e)) => return Some(format!("a login with {what} failed, but not as refused: {}", describe(&e))),
+            Err(_) => return Some(format!("a login with {what} got no answer")),
+        }
+    }
+    None
+}
+
+/// SQLSTATE class 28 is "invalid authorization"; a client asked for a password it lacks was refused too.
+fn refused_login(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => db.code().code().starts_with("28"),
+        None => e.to_string().contains("password missing"),
+    }
 }
 
 /// The server's own message (e.g. `relation "x" does not exist`) is what a reader needs.
@@ -108,6 +144,7 @@ mod tests {
             min_rows: None,
             equals: None,
             expect_rows: None,
+            auth: None,
         }
     }
 

@@ -22,7 +22,7 @@ pub async fn check(gate: &WebsocketGate, allow_empty: bool) -> Check {
     // tungstenite's rustls is built without a crypto provider; an already installed one is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut transcript = format!("> GET {} (upgrade: websocket)\n", gate.url);
-    let connector = match super::tls::client_config(&gate.tls) {
+    let connector = match super::tls_client::client_config(&gate.tls) {
         Ok(config) => config.map(Connector::Rustls),
         Err(e) => return failed(expected, e, transcript),
     };

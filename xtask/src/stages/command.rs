@@ -89,7 +89,7 @@ pub async fn run(stage: &Stage, spec: &CommandStage, cx: &StageCx<'_>) -> StageR
             ..Default::default()
         };
     }
-    let gate_cx = GateCx { command: Some(&output), cancel: &cx.cancel };
+    let gate_cx = GateCx { command: Some(&output), cancel: &cx.cancel, base_dir: cx.base_dir };
     StageResult { gates: run_gates(stage, &gate_cx).await, log: Some(log), ..Default::default() }
 }
 

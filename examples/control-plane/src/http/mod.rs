@@ -40,18 +40,27 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::require_token))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(from_fn_with_state(state.clone(), middleware::record_metrics))
-        .layer(cors(&state.config.cors_allowed_origins))
+        .layer(cors(&state.config))
         // A 503 from a degraded readiness probe is expected during outages: warn, not error.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        .layer(from_fn_with_state(state.clone(), middleware::harden_json))
         .layer(from_fn_with_state(state.clone(), middleware::version_header))
         .with_state(state)
 }
 
-/// Only listed origins are echoed back; with none listed, no cross-origin access is granted.
-fn cors(origins: &[String]) -> CorsLayer {
-    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+/// Only listed origins are echoed back; with none listed, no cross-origin access is granted. `*` echoes any
+/// origin (the misconfiguration the CORS gate exists to catch).
+fn cors(config: &crate::config::Config) -> CorsLayer {
+    let allowed: Vec<HeaderValue> =
+        config.cors_allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins = if config.cors_mirrors_any_origin() {
+        tracing::warn!("CORS_ALLOWED_ORIGINS=* grants every origin: never use it in a deployment");
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(allowed)
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(allowed))
+        .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }

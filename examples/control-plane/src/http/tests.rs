@@ -124,6 +124,36 @@ async fn rate_limit_answers_429_but_spares_probes() {
 }
 
 #[tokio::test]
+async fn token_holders_are_not_rate_limited() {
+    let s = state(&[("RATE_LIMIT_PER_SEC", "1"), ("API_TOKEN", "t0ken")]);
+    let authorized =
+        || Request::get("/version").header(header::AUTHORIZATION, "Bearer t0ken").body(Body::empty()).unwrap();
+    for _ in 0..5 {
+        assert_eq!(send(&s, authorized()).await.0, StatusCode::OK);
+    }
+    let wrong = Request::get("/version").header(header::AUTHORIZATION, "Bearer nope").body(Body::empty()).unwrap();
+    send(&s, get("/version")).await;
+    assert_eq!(send(&s, wrong).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn every_answer_forbids_content_sniffing() {
+    let s = state(&[]);
+    let (status, headers, _) = send(&s, get("/api/v1/executions/%3Cscript%3E")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(send(&s, get("/metrics")).await.1["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn cors_star_mirrors_any_origin() {
+    let s = state(&[("CORS_ALLOWED_ORIGINS", "*")]);
+    let request = Request::get("/health").header(header::ORIGIN, "https://evil.example").body(Body::empty()).unwrap();
+    let (_, headers, _) = send(&s, request).await;
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://evil.example");
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route_template() {
     let s = state(&[]);
     send(&s, get("/api/v1/executions/abc")).await;

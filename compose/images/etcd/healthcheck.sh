@@ -1,0 +1,8 @@
+#!/bin/sh
+# Healthy once etcd answers and, unless ETCD_AUTH=off, authentication has been switched on.
+if [ "${ETCD_AUTH:-on}" != off ]; then
+  [ -f /var/lib/etcd/auth-enabled ] || exit 1
+  ETCDCTL_USER="root:${ETCD_ROOT_PASSWORD}"
+  export ETCDCTL_USER
+fi
+exec etcdctl --endpoints=http://127.0.0.1:2379 endpoint health
