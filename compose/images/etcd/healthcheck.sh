@@ -1,6 +1,6 @@
 #!/bin/sh
-# Healthy once etcd answers and, unless ETCD_AUTH=off, authentication has been switched on.
-if [ "${ETCD_AUTH:-on}" != off ]; then
+# Healthy once etcd answers and, when start.sh switches authentication on, once it has.
+if [ "${ETCD_AUTH:-on}" != off ] && [ -n "${ETCD_ROOT_PASSWORD:-}" ]; then
   [ -f /var/lib/etcd/auth-enabled ] || exit 1
   ETCDCTL_USER="root:${ETCD_ROOT_PASSWORD}"
   export ETCDCTL_USER

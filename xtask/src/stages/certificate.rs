@@ -41,6 +41,12 @@ pub async fn run(stage: &Stage, spec: &CertificateStage, cx: &StageCx<'_>) -> St
 /// Writes `ca.pem` (the trust anchor for clients), `cert.pem` (the server certificate followed by the CA, the
 /// chain a server presents) and `key.pem` (the server's key).
 fn issue(hosts: &[String], validity: Duration, dir: &Path) -> Result<(), String> {
+    if hosts.is_empty() {
+        return Err("`hosts` is empty: name the DNS names and addresses clients connect to".into());
+    }
+    if let Some(bad) = hosts.iter().find(|h| rustls::pki_types::ServerName::try_from(h.as_str()).is_err()) {
+        return Err(format!("`{bad}` is neither a DNS name nor an IP address"));
+    }
     let now = time::OffsetDateTime::now_utc();
     let not_after = now + validity;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
@@ -82,5 +88,6 @@ mod tests {
         assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
         assert!(std::fs::read_to_string(dir.path().join("key.pem")).unwrap().contains("PRIVATE KEY"));
         assert!(issue(&["not a name!".into()], Duration::from_secs(60), dir.path()).is_err());
+        assert!(issue(&[], Duration::from_secs(60), dir.path()).is_err());
     }
 }
