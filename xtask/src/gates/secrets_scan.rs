@@ -70,7 +70,10 @@ fn expand(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, String> 
             .collect();
         let mut found = Vec::new();
         walk(&base_dir.join(&literal), &mut found);
-        found.retain(|f| f.strip_prefix(base_dir).is_ok_and(|rel| matcher.is_match(rel)));
+        let absolute = Path::new(pattern).is_absolute();
+        found.retain(|f| {
+            if absolute { matcher.is_match(f) } else { f.strip_prefix(base_dir).is_ok_and(|rel| matcher.is_match(rel)) }
+        });
         found.sort();
         files.extend(found);
     }
