@@ -394,10 +394,15 @@ fn etcd_refuses_anonymous_clients_only_with_auth_enabled() {
     let ws = Workspace::new("");
     let gate = format!("      - {{ kind: etcd, endpoint: \"{endpoint}\", auth: required, timeout: 1s }}\n");
     assert_fails(&ws, &gate, "authentication is off");
+    etcd.exec(&["etcdctl", "put", "/services/a/1", "x"]);
+    // Credentials for an etcd without auth still read the keys: whether auth is on is `auth: required`'s question.
+    let keys = format!(
+        "      - {{ name: keys, kind: etcd, endpoint: \"{endpoint}\", prefix: /services/, min_keys: 1, username: root, password: rootpw }}\n"
+    );
+    assert_passes(&ws, &keys);
     for step in [
         &["etcdctl", "user", "add", "root", "--new-user-password=rootpw"][..],
         &["etcdctl", "user", "grant-role", "root", "root"],
-        &["etcdctl", "put", "/services/a/1", "x"],
         &["etcdctl", "auth", "enable"],
     ] {
         etcd.exec(step);

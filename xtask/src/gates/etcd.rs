@@ -92,7 +92,12 @@ async fn authenticated(base: &str, user: &str, password: &str) -> Result<reqwest
     let plain = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| format!("HTTP client: {e}"))?;
     let request =
         plain.post(format!("{base}/v3/auth/authenticate")).json(&json!({ "name": user, "password": password }));
-    let answer = get_json(request).await.map_err(|e| format!("authenticating as {user}: {e}"))?;
+    let answer = match get_json(request).await {
+        Ok(answer) => answer,
+        // Whether auth is on is the `auth: required` check's question; keys can be read without it.
+        Err(e) if e.contains("authentication is not enabled") => return Ok(plain),
+        Err(e) => return Err(format!("authenticating as {user}: {e}")),
+    };
     let token = answer["token"].as_str().ok_or_else(|| format!("authenticating as {user} gave no token: {answer}"))?;
     let mut headers = reqwest::header::HeaderMap::new();
     let value = reqwest::header::HeaderValue::from_str(token).map_err(|_| "etcd's token is not a header value")?;
