@@ -228,7 +228,7 @@ pub fn compare(before: &Snapshot, after: &Snapshot, expect: Expect) -> Vec<GateR
         let mut gate = GateRecord::judged(
             format!("invariant {}", old.name),
             "fingerprint",
-            old.value == new && !old.value.starts_with("error:"),
+            old.value == new && !old.value.is_empty() && !old.value.starts_with("error:"),
             format!("the same result as before: {}", old.value),
             new.to_string(),
         );
@@ -237,10 +237,11 @@ pub fn compare(before: &Snapshot, after: &Snapshot, expect: Expect) -> Vec<GateR
     }
     for old in &before.redis_keys {
         let new = after.redis_keys.iter().find(|k| k.pattern == old.pattern).map(|k| k.keys);
-        let passed = match expect {
-            Expect::Retained => new.is_some_and(|n| n >= old.keys),
-            Expect::Identical => new == Some(old.keys),
-        };
+        let passed = old.keys > 0
+            && match expect {
+                Expect::Retained => new.is_some_and(|n| n >= old.keys),
+                Expect::Identical => new == Some(old.keys),
+            };
         let relation = if expect == Expect::Retained { "at least" } else { "exactly" };
         let mut gate = GateRecord::judged(
             format!("redis keys {}", old.pattern),
@@ -267,6 +268,8 @@ fn compare_table(old: &TablePrint, new: Option<&TablePrint>, expect: Expect) -> 
     let (passed, actual) = match (old.error.as_ref(), new) {
         (Some(e), _) => (false, format!("table {}: could not be read before: {e}", old.table)),
         (None, None) => (false, format!("table {}: not read after", old.table)),
+        // Nothing there before proves nothing kept: a fingerprint of no data fails.
+        (None, _) if old.rows == 0 => (false, format!("table {} had no rows before: nothing to compare", old.table)),
         (None, Some(new)) => match &new.error {
             Some(e) => (false, format!("table {}: {e}", old.table)),
             None => judge_rows(old, new, expect),
@@ -353,6 +356,18 @@ mod tests {
         assert_eq!(gate.status, crate::run::record::Status::Failed);
         assert!(gate.actual.contains("1 rows more"), "{}", gate.actual);
         assert_eq!(compare(&before, &before, Expect::Identical)[0].status, crate::run::record::Status::Passed);
+    }
+
+    #[test]
+    fn nothing_before_proves_nothing() {
+        let empty = Snapshot {
+            tables: vec![table("t", &[])],
+            invariants: vec![InvariantPrint { name: "i".into(), value: String::new() }],
+            redis_keys: vec![KeyCount { pattern: "k:*".into(), keys: 0 }],
+        };
+        let gates = compare(&empty, &empty, Expect::Retained);
+        assert!(gates.iter().all(|g| g.status == crate::run::record::Status::Failed), "{gates:#?}");
+        assert!(gates[0].actual.contains("had no rows before"));
     }
 
     #[test]
