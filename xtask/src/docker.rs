@@ -64,7 +64,9 @@ pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) ->
     if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, Some(options)).await? {
         while let Some(chunk) = output.next().await {
             match chunk? {
-                bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
                 other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
             }
         }

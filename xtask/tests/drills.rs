@@ -158,7 +158,12 @@ fn stage<'a>(record: &'a Value, name: &str) -> &'a Value {
 }
 
 fn gate<'a>(stage: &'a Value, name: &str) -> &'a Value {
-    stage["gates"].as_array().unwrap().iter().find(|g| g["name"] == name).unwrap_or_else(|| panic!("no gate {name} in {stage:#}"))
+    stage["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no gate {name} in {stage:#}"))
 }
 
 const SAFE: &str = "-- rollback-safe: yes\nALTER TABLE executions ADD COLUMN labels JSONB;\n";
@@ -182,7 +187,11 @@ fn rollback_drills_pass_refuse_a_destructive_migration_and_catch_lost_rows() {
     write(&ws, "destructive/0002_drop_role.sql", "-- rollback-safe: yes\nALTER TABLE agents DROP COLUMN role;\n");
     write(&ws, "safe/0002_labels.sql", SAFE);
     write(&ws, "lossy/0002_labels.sql", SAFE);
-    write(&ws, "lossy/0003_prune.sql", "DELETE FROM executions WHERE id IN (SELECT id FROM executions ORDER BY id LIMIT 2);\n");
+    write(
+        &ws,
+        "lossy/0003_prune.sql",
+        "DELETE FROM executions WHERE id IN (SELECT id FROM executions ORDER BY id LIMIT 2);\n",
+    );
     let out = ws.run(&["deploy", "--keep-going"]);
     let record = ws.record();
     assert!(project_containers(&project).is_empty(), "the stack is down");
@@ -206,7 +215,10 @@ fn rollback_drills_pass_refuse_a_destructive_migration_and_catch_lost_rows() {
     assert!(drill["time_to_restore_ms"].as_u64().unwrap() > 0);
     assert_eq!(gate(safe, "N reads records written by N+1")["actual"], "all 10 read");
     assert_eq!(gate(safe, "fingerprint executions")["status"], "passed");
-    assert!(drill["fingerprints"]["after"]["tables"][2]["rows"].as_u64() > drill["fingerprints"]["before"]["tables"][2]["rows"].as_u64());
+    assert!(
+        drill["fingerprints"]["after"]["tables"][2]["rows"].as_u64()
+            > drill["fingerprints"]["before"]["tables"][2]["rows"].as_u64()
+    );
 
     let lossy = stage(&record, "lossy");
     assert_eq!(lossy["status"], "failed", "{lossy:#}");

@@ -156,10 +156,6 @@ pub struct Fingerprints {
 }
 
 impl Fingerprints {
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.invariants.is_empty() && self.redis_keys.is_empty()
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if (!self.tables.is_empty() || !self.invariants.is_empty()) && self.postgres.is_none() {
             return Err("`fingerprints` with `tables` or `invariants` needs `postgres:` (a URL)".into());

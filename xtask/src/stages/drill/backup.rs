@@ -81,7 +81,8 @@ impl Target<'_> {
     }
 
     pub async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
-        let out = self.must("psql", &["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]).await?;
+        let out =
+            self.must("psql", &["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]).await?;
         Ok(out.trim().to_string())
     }
 }
@@ -132,20 +133,41 @@ async fn dump_restore_compare(
     dump_cmd.extend(spec.args.iter().map(String::as_str));
     let dumped = target.run(&dump_cmd).await?;
     let dump_ms = started.elapsed().as_millis() as u64;
-    let size: u64 = target.must("stat", &["stat", "-c", "%s", dump_file]).await.ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let size: u64 = target
+        .must("stat", &["stat", "-c", "%s", dump_file])
+        .await
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     let kept = keep_dump(target, dump_file, cx).await;
     let passed = dumped.exit_code == 0 && size > 0;
     let actual = if passed {
-        format!("{size} bytes in {:.1}s, kept as {}", dump_ms as f64 / 1000.0, kept.as_deref().unwrap_or("(not copied)"))
+        format!(
+            "{size} bytes in {:.1}s, kept as {}",
+            dump_ms as f64 / 1000.0,
+            kept.as_deref().unwrap_or("(not copied)")
+        )
     } else {
         format!("pg_dump exited {}: {}", dumped.exit_code, dumped.stderr.trim())
     };
-    gates.push(GateRecord::judged(format!("pg_dump {}", target.database), "backup", passed, "a non-empty dump", actual));
+    gates.push(GateRecord::judged(
+        format!("pg_dump {}", target.database),
+        "backup",
+        passed,
+        "a non-empty dump",
+        actual,
+    ));
     anyhow::ensure!(passed, "pg_dump failed");
 
     let restore_started = Instant::now();
     let owner = target
-        .psql("postgres", &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}'", target.database.replace('\'', "''")))
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}'",
+                target.database.replace('\'', "''")
+            ),
+        )
         .await?;
     target.must("createdb", &["createdb", "-O", &owner, scratch]).await?;
     let restored = target.run(&["pg_restore", "--exit-on-error", "-d", scratch, dump_file]).await?;
@@ -217,7 +239,13 @@ async fn config_backup(spec: &ConfigBackup, cx: &StageCx<'_>, gates: &mut Vec<Ga
     } else {
         format!("restored copies differ: {}", differing.join(", "))
     };
-    gates.push(GateRecord::judged("configuration files restore", "backup", passed, "every file restores byte for byte", actual));
+    gates.push(GateRecord::judged(
+        "configuration files restore",
+        "backup",
+        passed,
+        "every file restores byte for byte",
+        actual,
+    ));
     if let Some(compose) = &spec.compose {
         gates.push(compose_config(compose, spec, cx, &dest).await?);
     }
@@ -259,7 +287,13 @@ async fn compose_config(file: &str, spec: &ConfigBackup, cx: &StageCx<'_>, dest:
     } else {
         format!("renders differently: {}", crate::redact::redact(String::from_utf8_lossy(&again.stderr).trim()))
     };
-    Ok(GateRecord::judged("compose configuration restores", "backup", same, "the archived compose file renders as the live one", actual))
+    Ok(GateRecord::judged(
+        "compose configuration restores",
+        "backup",
+        same,
+        "the archived compose file renders as the live one",
+        actual,
+    ))
 }
 
 fn collect(path: &Path, relative: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {

@@ -44,12 +44,11 @@ pub async fn wait_serving(
     cancel: &CancellationToken,
 ) -> Result<Duration, String> {
     let started = Instant::now();
-    let mut last = String::from("no answer yet");
     loop {
-        match serving(client, base, version).await {
+        let last = match serving(client, base, version).await {
             Ok(()) => return Ok(started.elapsed()),
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         if Instant::now() >= deadline {
             return Err(last);
         }

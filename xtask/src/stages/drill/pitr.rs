@@ -17,7 +17,12 @@ const POLL: Duration = Duration::from_millis(500);
 const SCRATCH_PORT: &str = "5499";
 const MARKERS: &str = "rehearsal_pitr_markers";
 
-pub async fn run(target: &Target<'_>, spec: &PitrDrill, cx: &StageCx<'_>, gates: &mut Vec<GateRecord>) -> anyhow::Result<Value> {
+pub async fn run(
+    target: &Target<'_>,
+    spec: &PitrDrill,
+    cx: &StageCx<'_>,
+    gates: &mut Vec<GateRecord>,
+) -> anyhow::Result<Value> {
     let dir = format!("/tmp/drill-pitr-{}", target.tag);
     let outcome = recover(target, spec, cx, &dir, gates).await;
     // The scratch cluster and its files go whatever happened; the live table of markers too.
@@ -50,7 +55,12 @@ async fn recover(
 
     target.psql(target.database, &format!("INSERT INTO {MARKERS} (marker) VALUES ('{before}')")).await?;
     pause(Duration::from_millis(1100), cx).await?;
-    let point = target.psql(target.database, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").await?;
+    let point = target
+        .psql(
+            target.database,
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+        )
+        .await?;
     pause(Duration::from_millis(1100), cx).await?;
     target.psql(target.database, &format!("INSERT INTO {MARKERS} (marker) VALUES ('{after}')")).await?;
     let segment = target.psql(target.database, "SELECT pg_walfile_name(pg_switch_wal())").await?;
@@ -72,15 +82,27 @@ async fn recover(
     let promoted = wait_promoted(target, dir, deadline, cx).await;
     let recovery = recovery_started.elapsed();
     if let Err(e) = promoted {
-        let log = target.run(&["tail", "-n", "8", &format!("{dir}/server.log")]).await.map(|o| o.stdout).unwrap_or_default();
-        gates.push(GateRecord::judged("recovered to the point in time", "pitr", false, format!("a cluster recovered to {point}"), format!("{e}; server log:\n{log}")));
+        let log =
+            target.run(&["tail", "-n", "8", &format!("{dir}/server.log")]).await.map(|o| o.stdout).unwrap_or_default();
+        gates.push(GateRecord::judged(
+            "recovered to the point in time",
+            "pitr",
+            false,
+            format!("a cluster recovered to {point}"),
+            format!("{e}; server log:\n{log}"),
+        ));
         anyhow::bail!("recovery did not finish: {e}");
     }
     let found = scratch_psql(target, dir, &format!("SELECT marker FROM {MARKERS} ORDER BY marker")).await?;
     let markers: Vec<&str> = found.lines().collect();
     let passed = markers.contains(&before.as_str()) && !markers.contains(&after.as_str());
-    let expected = format!("recovered to {point}: the row written before it ({before}) and not the one after ({after})");
-    let actual = format!("rows present after recovery: {} (recovered in {:.1}s)", if markers.is_empty() { "none".into() } else { markers.join(", ") }, recovery.as_secs_f64());
+    let expected =
+        format!("recovered to {point}: the row written before it ({before}) and not the one after ({after})");
+    let actual = format!(
+        "rows present after recovery: {} (recovered in {:.1}s)",
+        if markers.is_empty() { "none".into() } else { markers.join(", ") },
+        recovery.as_secs_f64()
+    );
     let mut gate = GateRecord::judged("recovered to the point in time", "pitr", passed, expected, actual);
     gate.duration_ms = recovery.as_millis() as u64;
     gates.push(gate);
@@ -108,19 +130,21 @@ async fn wait_archived(target: &Target<'_>, segment: &str, cx: &StageCx<'_>) -> 
         if last.as_str() >= segment {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "WAL segment {segment} was not archived within 60s (last archived: {last:?})");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "WAL segment {segment} was not archived within 60s (last archived: {last:?})"
+        );
         pause(POLL, cx).await?;
     }
 }
 
 async fn wait_promoted(target: &Target<'_>, dir: &str, deadline: Instant, cx: &StageCx<'_>) -> Result<(), String> {
-    let mut last = String::new();
     loop {
-        match scratch_psql(target, dir, "SELECT pg_is_in_recovery()").await {
+        let last = match scratch_psql(target, dir, "SELECT pg_is_in_recovery()").await {
             Ok(answer) if answer == "f" => return Ok(()),
-            Ok(answer) => last = format!("still in recovery ({answer})"),
-            Err(e) => last = format!("{e:#}"),
-        }
+            Ok(answer) => format!("still in recovery ({answer})"),
+            Err(e) => format!("{e:#}"),
+        };
         if Instant::now() >= deadline {
             return Err(last);
         }
@@ -130,7 +154,10 @@ async fn wait_promoted(target: &Target<'_>, dir: &str, deadline: Instant, cx: &S
 
 async fn scratch_psql(target: &Target<'_>, dir: &str, sql: &str) -> anyhow::Result<String> {
     let out = target
-        .must("psql (scratch)", &["psql", "-X", "-q", "-At", "-h", dir, "-p", SCRATCH_PORT, "-d", target.database, "-c", sql])
+        .must(
+            "psql (scratch)",
+            &["psql", "-X", "-q", "-At", "-h", dir, "-p", SCRATCH_PORT, "-d", target.database, "-c", sql],
+        )
         .await?;
     Ok(out.trim().to_string())
 }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::fingerprint::{self, Expect, Snapshot};
+use super::fingerprint::{self, Expect};
 use super::{http, safety};
 use crate::config::{RollbackDrill, Stage};
 use crate::run::progress::Event;
@@ -83,7 +83,8 @@ impl Drill<'_> {
 
         let files = read_migrations(&self.cx.base_dir.join(&self.spec.next.migrations))?;
         let verdicts = self.judge_schema(&files, n_schema, &applied);
-        let refused: Vec<String> = verdicts.iter().flat_map(|v| v.reasons.iter().map(|r| format!("{}: {r}", v.file))).collect();
+        let refused: Vec<String> =
+            verdicts.iter().flat_map(|v| v.reasons.iter().map(|r| format!("{}: {r}", v.file))).collect();
         if !refused.is_empty() {
             anyhow::bail!("rollback refused before changing anything: {}", refused.join("; "));
         }
@@ -116,7 +117,8 @@ impl Drill<'_> {
         let schema = &body["schema_version"];
         let embedded = schema["embedded"].as_i64();
         let Some(embedded) = embedded else { anyhow::bail!("GET {url} shows no schema_version.embedded: {body}") };
-        let applied = schema["applied"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
+        let applied =
+            schema["applied"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default();
         Ok((version, embedded, applied))
     }
 
@@ -141,7 +143,9 @@ impl Drill<'_> {
                 file: format!("database migration {version}"),
                 version,
                 safe: false,
-                reasons: vec!["applied in the database, but neither release N nor N+1 has it, so it cannot be judged".into()],
+                reasons: vec![
+                    "applied in the database, but neither release N nor N+1 has it, so it cannot be judged".into(),
+                ],
                 declared: None,
             });
         }
@@ -150,11 +154,21 @@ impl Drill<'_> {
         let expected = format!("every migration beyond release N's schema {n_schema} keeps N working");
         let actual = if unsafe_ones.is_empty() {
             let names: Vec<&str> = verdicts.iter().map(|v| v.file.as_str()).collect();
-            format!("{} migration(s) safe: {}", verdicts.len(), if names.is_empty() { "none".into() } else { names.join(", ") })
+            format!(
+                "{} migration(s) safe: {}",
+                verdicts.len(),
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            )
         } else {
             format!("unsafe for a rollback: {}", unsafe_ones.join(" | "))
         };
-        self.gates.push(GateRecord::judged("rollback is safe for the schema", "rollback_safety", unsafe_ones.is_empty(), expected, actual));
+        self.gates.push(GateRecord::judged(
+            "rollback is safe for the schema",
+            "rollback_safety",
+            unsafe_ones.is_empty(),
+            expected,
+            actual,
+        ));
         self.outputs.insert("migrations".into(), json!(verdicts));
         verdicts
     }
@@ -166,7 +180,11 @@ impl Drill<'_> {
         for n in 0..count {
             let body = canary.body.replace("{{n}}", &n.to_string()).replace("{{run}}", &self.cx.run.id);
             let (status, answer) = http::post(&self.client, &canary.write, body, &canary.headers).await?;
-            anyhow::ensure!((200..300).contains(&status), "{what} write {n} to {} answered {status}: {answer}", canary.write);
+            anyhow::ensure!(
+                (200..300).contains(&status),
+                "{what} write {n} to {} answered {status}: {answer}",
+                canary.write
+            );
             let id = match &answer[&canary.id_field] {
                 Value::String(s) => s.clone(),
                 Value::Null => anyhow::bail!("{what} write answered without `{}`: {answer}", canary.id_field),
@@ -214,21 +232,36 @@ impl Drill<'_> {
     }
 
     /// Runs N+1's migrations, serves N+1, writes through it; the ids it wrote.
-    async fn deploy_next_and_write(&mut self, verdicts: &[safety::Verdict], n_schema: i64) -> anyhow::Result<Vec<String>> {
+    async fn deploy_next_and_write(
+        &mut self,
+        verdicts: &[safety::Verdict],
+        n_schema: i64,
+    ) -> anyhow::Result<Vec<String>> {
         let mut env = self.spec.env.clone();
         env.extend(self.spec.next.env.clone());
         let started = Instant::now();
         if let Some(migrate) = self.spec.migrate.clone() {
             let out = self.compose(&env, &["run", "--rm", "--no-deps", "-T", &migrate]).await?;
             let passed = out.status.success();
-            let actual = if passed { "exited 0".to_string() } else { format!("exited {:?}: {}", out.status.code(), tail(&out.stderr)) };
-            self.gates.push(GateRecord::judged(format!("N+1 migrations ({migrate})"), "rollback_deploy", passed, "exit 0", actual));
+            let actual = if passed {
+                "exited 0".to_string()
+            } else {
+                format!("exited {:?}: {}", out.status.code(), tail(&out.stderr))
+            };
+            self.gates.push(GateRecord::judged(
+                format!("N+1 migrations ({migrate})"),
+                "rollback_deploy",
+                passed,
+                "exit 0",
+                actual,
+            ));
             anyhow::ensure!(passed, "N+1's migrations failed");
         }
         let service = self.spec.service.clone();
         self.compose(&env, &["up", "-d", "--no-deps", "--no-build", "--force-recreate", &service]).await?;
         let deadline = Instant::now() + self.spec.wait.map_or(DEFAULT_WAIT, |d| d.0);
-        let serving = http::wait_serving(&self.client, &self.base, &self.spec.next.version, deadline, &self.cx.cancel).await;
+        let serving =
+            http::wait_serving(&self.client, &self.base, &self.spec.next.version, deadline, &self.cx.cancel).await;
         let expected = format!("N+1 serves version {}", self.spec.next.version);
         let actual = match &serving {
             Ok(_) => format!("serving after {:.1}s", started.elapsed().as_secs_f64()),
@@ -240,8 +273,11 @@ impl Drill<'_> {
 
         let (_, schema, applied) = self.current_release().await?;
         self.say(&format!("N+1 serving: schema {schema}, database at {applied:?}"));
-        let surprise: Vec<i64> =
-            applied.iter().copied().filter(|v| *v > n_schema && !verdicts.iter().any(|m| m.version == *v && m.safe)).collect();
+        let surprise: Vec<i64> = applied
+            .iter()
+            .copied()
+            .filter(|v| *v > n_schema && !verdicts.iter().any(|m| m.version == *v && m.safe))
+            .collect();
         anyhow::ensure!(surprise.is_empty(), "the database now has migrations not judged safe: {surprise:?}");
         self.write(self.spec.traffic, "N+1").await
     }
@@ -252,7 +288,9 @@ impl Drill<'_> {
         let env = self.spec.env.clone();
         let service = self.spec.service.clone();
         // A cancelled drill still puts N back: this is the undo, so it does not listen to `cancel`.
-        let out = self.compose_uncancelled(&env, &["up", "-d", "--no-deps", "--no-build", "--force-recreate", &service]).await?;
+        let out = self
+            .compose_uncancelled(&env, &["up", "-d", "--no-deps", "--no-build", "--force-recreate", &service])
+            .await?;
         anyhow::ensure!(out.status.success(), "rolling back failed: {}", tail(&out.stderr));
         let deadline = Instant::now() + self.spec.wait.map_or(DEFAULT_WAIT, |d| d.0);
         let never = tokio_util::sync::CancellationToken::new();
@@ -260,7 +298,8 @@ impl Drill<'_> {
         let restore = started.elapsed();
         let budget = self.spec.restore_within.map_or(DEFAULT_RESTORE, |d| d.0);
         self.outputs.insert("time_to_restore_ms".into(), json!(restore.as_millis() as u64));
-        let expected = format!("N (version {n_version}) healthy and serving within {}", humantime::format_duration(budget));
+        let expected =
+            format!("N (version {n_version}) healthy and serving within {}", humantime::format_duration(budget));
         let actual = match &serving {
             Ok(_) => format!("serving after {:.1}s", restore.as_secs_f64()),
             Err(e) => format!("{e} after {:.1}s", restore.as_secs_f64()),
@@ -291,7 +330,13 @@ impl Drill<'_> {
                 format!("{} of {} not read: {}", missing.len(), ids.len(), missing.join(", "))
             };
             let passed = missing.is_empty() && !ids.is_empty();
-            self.gates.push(GateRecord::judged(format!("N reads {what}"), "rollback_reads", passed, format!("each of {} answers 200", ids.len()), actual));
+            self.gates.push(GateRecord::judged(
+                format!("N reads {what}"),
+                "rollback_reads",
+                passed,
+                format!("each of {} answers 200", ids.len()),
+                actual,
+            ));
         }
     }
 
@@ -303,7 +348,11 @@ impl Drill<'_> {
         }
     }
 
-    async fn compose_uncancelled(&mut self, env: &BTreeMap<String, String>, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    async fn compose_uncancelled(
+        &mut self,
+        env: &BTreeMap<String, String>,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
         let tool = crate::stages::compose::detect_tool().await;
         let file = self.cx.base_dir.join(&self.spec.file);
         let project = crate::stages::compose::project_name(&self.spec.project);
@@ -337,13 +386,18 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> anyho
 
 /// The `.sql` files of N+1's migrations directory, sorted by name.
 fn read_migrations(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("reading N+1's migrations {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("reading N+1's migrations {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "sql") {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            anyhow::ensure!(safety::version_of(&name).is_some(), "{}: migrations are named NNNN_name.sql", path.display());
+            anyhow::ensure!(
+                safety::version_of(&name).is_some(),
+                "{}: migrations are named NNNN_name.sql",
+                path.display()
+            );
             files.push((name, std::fs::read_to_string(&path)?));
         }
     }

@@ -39,7 +39,13 @@ pub fn analyse(file: &str, sql: &str) -> Verdict {
     if declared == Some(false) {
         reasons.insert(0, "it declares itself `rollback-safe: no`".into());
     }
-    Verdict { file: file.to_string(), version: version_of(file).unwrap_or(0), safe: reasons.is_empty(), reasons, declared }
+    Verdict {
+        file: file.to_string(),
+        version: version_of(file).unwrap_or(0),
+        safe: reasons.is_empty(),
+        reasons,
+        declared,
+    }
 }
 
 /// `-- rollback-safe: yes|no` on a comment line.
@@ -285,7 +291,10 @@ mod tests {
         let cases = [
             ("ALTER TABLE patterns RENAME COLUMN version TO release", "renames in table patterns"),
             ("ALTER TABLE patterns RENAME TO blueprints", "renames in table patterns"),
-            ("ALTER TABLE executions ALTER COLUMN confidence TYPE NUMERIC", "changes the type of executions.confidence"),
+            (
+                "ALTER TABLE executions ALTER COLUMN confidence TYPE NUMERIC",
+                "changes the type of executions.confidence",
+            ),
             ("ALTER TABLE executions ALTER status SET NOT NULL", "makes executions.status required"),
             ("ALTER TABLE executions ADD COLUMN owner TEXT NOT NULL", "required column executions.owner"),
             ("DROP TABLE IF EXISTS agents", "drops table agents"),
