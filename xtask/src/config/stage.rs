@@ -74,12 +74,14 @@ fn drill_spec(node: &Node) -> Result<DrillSpec, Diagnostic> {
         ),
         span: node.span,
     };
+    // A rule about one key points at that key.
+    let at = |key: &str| node.get(key).unwrap_or(node);
     Ok(match which.as_str().unwrap_or_default() {
         "rollback" => {
             let spec: RollbackDrill = from_node(&rest)?;
-            DrillSpec::Rollback(valid(spec, |s| s.fingerprints.validate(), node)?)
+            DrillSpec::Rollback(valid(spec, |s| s.fingerprints.validate(), at("fingerprints"))?)
         }
-        "backup" => DrillSpec::Backup(valid(from_node(&rest)?, BackupDrill::validate, node)?),
+        "backup" => DrillSpec::Backup(valid(from_node(&rest)?, BackupDrill::validate, at("dump"))?),
         other => return Err(unknown_kind("drill", other, which, DrillSpec::KINDS)),
     })
 }
