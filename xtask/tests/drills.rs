@@ -76,8 +76,7 @@ fn pipeline(project: &str, tag: &str, drills: &str) -> String {
         r#"version: 1
 variables:
   CP_URL: http://127.0.0.1:{cp}
-  PG_URL: postgres://control_plane:${{secret:POSTGRES_PASSWORD}}@127.0.0.1:{pg}/control_plane
-  REDIS_URL: redis://:${{secret:REDIS_PASSWORD}}@127.0.0.1:{redis}
+  PG_PORT: "{pg}"
 secrets:
   POSTGRES_PASSWORD: {{ generate: true }}
   REDIS_PASSWORD: {{ generate: true }}
@@ -138,7 +137,7 @@ fn rollback_stage(name: &str, project: &str, tag: &str, migrations: &str) -> Str
     traffic: 10
     restore_within: 90s
     fingerprints:
-      postgres: ${{PG_URL}}
+      postgres: postgres://control_plane:${{secret:POSTGRES_PASSWORD}}@127.0.0.1:${{PG_PORT}}/control_plane
       tables: [patterns, agents, executions]
       invariants:
         - {{ name: patterns, query: "SELECT name FROM patterns ORDER BY name" }}
@@ -193,9 +192,10 @@ fn rollback_drills_pass_refuse_a_destructive_migration_and_catch_lost_rows() {
         "DELETE FROM executions WHERE id IN (SELECT id FROM executions ORDER BY id LIMIT 2);\n",
     );
     let out = ws.run(&["deploy", "--keep-going"]);
+    let log = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(ws.latest().join("run.json").exists(), "{log}");
     let record = ws.record();
     assert!(project_containers(&project).is_empty(), "the stack is down");
-    let log = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(stage(&record, "stack")["status"], "passed", "{log}");
 
     // Refused before anything changed: no N+1 image, no canaries, N still serving.
@@ -245,7 +245,7 @@ fn backup_stage(name: &str, project: &str, dump_args: &str) -> String {
     dump:
       args: {dump_args}
       fingerprints:
-        postgres: ${{PG_URL}}
+        postgres: postgres://control_plane:${{secret:POSTGRES_PASSWORD}}@127.0.0.1:${{PG_PORT}}/control_plane
         tables: [patterns, agents, executions, schema_migrations]
         invariants:
           - {{ name: agent count, query: "SELECT count(*) FROM agents" }}
@@ -272,9 +272,10 @@ fn backup_drills_restore_recover_to_a_point_in_time_and_catch_an_incomplete_dump
     let ws = Workspace::new(&pipeline(&project, &tag, &drills));
     write(&ws, "conf/app.toml", "answer = 42\n");
     let out = ws.run(&["deploy", "--keep-going"]);
+    let log = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(ws.latest().join("run.json").exists(), "{log}");
     let record = ws.record();
     assert!(project_containers(&project).is_empty(), "the stack is down");
-    let log = format!("{}{}", stdout(&out), stderr(&out));
 
     let backup = stage(&record, "backup");
     assert_eq!(backup["status"], "passed", "{backup:#}\n{log}");
