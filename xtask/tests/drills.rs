@@ -263,7 +263,18 @@ fn backup_drills_restore_recover_to_a_point_in_time_and_catch_an_incomplete_dump
     let _images = service_image(&tag);
     let project = unique("xtask-drill-bk");
     let compose = repo().join("compose/docker-compose.yml");
-    let mut drills = backup_stage("backup", &project, "[]");
+    let mut drills = String::from(
+        r#"  - name: writes
+    kind: bench
+    requests: 20
+    connections: 2
+    scenario:
+      - { method: POST, url: "${CP_URL}/api/v1/executions", headers: { content-type: application/json }, body: '{"pattern":"review","input":{"n":{{counter}}}}' }
+    thresholds:
+      - { check: "error_rate < 1%" }
+"#,
+    );
+    drills.push_str(&backup_stage("backup", &project, "[]"));
     drills.push_str(&format!(
         "    pitr: {{}}\n    config:\n      files: [conf]\n      compose: {}\n      env: *env\n",
         compose.display()

@@ -217,7 +217,7 @@ async fn config_backup(spec: &ConfigBackup, cx: &StageCx<'_>, gates: &mut Vec<Ga
     std::fs::create_dir_all(&dest)?;
     let mut files = Vec::new();
     for entry in &spec.files {
-        collect(&cx.base_dir.join(entry), Path::new(entry), &mut files)?;
+        collect(&cx.base_dir.join(entry), &inside(Path::new(entry)), &mut files)?;
     }
     anyhow::ensure!(!files.is_empty(), "no configuration files found in {:?}", spec.files);
     let mut archived = Vec::new();
@@ -277,7 +277,7 @@ async fn compose_config(file: &str, spec: &ConfigBackup, cx: &StageCx<'_>, dest:
     let masked = crate::redact::redact(&rendered).into_owned();
     std::fs::write(dest.join("compose.rendered.yml"), masked.as_bytes())?;
     // The archived source, rendered with the same variables, must give the same configuration.
-    let copy = dest.join(file);
+    let copy = dest.join(inside(Path::new(file)));
     std::fs::create_dir_all(copy.parent().unwrap_or(dest))?;
     std::fs::copy(&source, &copy)?;
     let again = render(copy).output().await?;
@@ -296,6 +296,14 @@ async fn compose_config(file: &str, spec: &ConfigBackup, cx: &StageCx<'_>, dest:
     ))
 }
 
+/// A path made relative (no root, no `..`), so an archived copy always lands inside the archive and
+/// never on its original.
+fn inside(path: &Path) -> PathBuf {
+    path.components()
+        .filter_map(|c| if let std::path::Component::Normal(part) = c { Some(part) } else { None })
+        .collect()
+}
+
 fn collect(path: &Path, relative: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if meta.is_dir() {
@@ -308,4 +316,16 @@ fn collect(path: &Path, relative: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> a
         out.push((path.to_path_buf(), relative.to_path_buf()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archived_paths_stay_inside_the_archive() {
+        assert_eq!(inside(Path::new("/work/compose/docker-compose.yml")), Path::new("work/compose/docker-compose.yml"));
+        assert_eq!(inside(Path::new("../x/./y.conf")), Path::new("x/y.conf"));
+        assert_eq!(inside(Path::new("compose")), Path::new("compose"));
+    }
 }
