@@ -273,6 +273,13 @@ impl Drill<'_> {
 
         let (_, schema, applied) = self.current_release().await?;
         self.say(&format!("N+1 serving: schema {schema}, database at {applied:?}"));
+        // An image whose binary ignores MIGRATIONS_DIR would serve N+1's version without its schema.
+        let wanted = verdicts.iter().map(|v| v.version).max().unwrap_or(n_schema);
+        let migrated = schema == wanted && applied.contains(&wanted);
+        let expected = format!("N+1 expects and the database has schema {wanted}");
+        let actual = format!("N+1 expects schema {schema}; the database has {applied:?}");
+        self.gates.push(GateRecord::judged("N+1 schema applied", "rollback_deploy", migrated, expected, actual));
+        anyhow::ensure!(migrated, "N+1 did not apply its migrations (does its binary read MIGRATIONS_DIR?)");
         let surprise: Vec<i64> = applied
             .iter()
             .copied()
