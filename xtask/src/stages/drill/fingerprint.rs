@@ -295,6 +295,8 @@ fn judge_rows(old: &TablePrint, new: &TablePrint, expect: Expect) -> (bool, Stri
         )
     } else if extra > 0 && expect == Expect::Identical {
         format!("table {table}: {extra} rows more than before; {} rows (checksum {})", new.rows, new.checksum)
+    } else if expect == Expect::Identical {
+        format!("table {table}: the same {} rows (checksum {})", new.rows, new.checksum)
     } else {
         format!("table {table}: all {} rows kept; {} rows now (checksum {})", old.rows, new.rows, new.checksum)
     };

@@ -98,6 +98,11 @@ impl Drill<'_> {
         // From here the stack runs N+1: whatever happens next, N is put back.
         let written = self.deploy_next_and_write(&verdicts, n_schema).await;
         let restored = self.roll_back(&n_version).await;
+        if restored.is_ok() {
+            // Nothing runs N+1 any more (its migrations ran with `run --rm`): leave no image behind.
+            let docker = crate::docker::connect().await?;
+            let _ = docker.remove_image(&image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+        }
         let written = written?;
         restored?;
 
