@@ -16,7 +16,7 @@ pub enum DrillSpec {
 }
 
 impl DrillSpec {
-    pub const KINDS: &[&str] = &["rollback", "backup"];
+    pub const TYPES: &[&str] = &["rollback", "backup"];
 
     pub fn target(&self) -> String {
         match self {

@@ -117,6 +117,6 @@ mod tests {
         let gates: Vec<&str> = gate_kinds().iter().map(|(k, _)| *k).collect();
         assert_eq!(gates, GateSpec::KINDS);
         let drills: Vec<&str> = drill_types().iter().map(|(k, _)| *k).collect();
-        assert_eq!(drills, DrillSpec::KINDS);
+        assert_eq!(drills, DrillSpec::TYPES);
     }
 }

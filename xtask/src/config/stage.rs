@@ -66,7 +66,7 @@ fn drill_spec(node: &Node) -> Result<DrillSpec, Diagnostic> {
     let Some(which) = node.get("drill") else {
         return Err(Diagnostic::new("a `drill` stage needs `drill:`, the drill it runs")
             .at(node.span)
-            .expected(format!("`drill:` one of {}", DrillSpec::KINDS.join(", "))));
+            .expected(format!("`drill:` one of {}", DrillSpec::TYPES.join(", "))));
     };
     let rest = Node {
         value: Value::Map(
@@ -82,7 +82,7 @@ fn drill_spec(node: &Node) -> Result<DrillSpec, Diagnostic> {
             DrillSpec::Rollback(valid(spec, |s| s.fingerprints.validate(), at("fingerprints"))?)
         }
         "backup" => DrillSpec::Backup(valid(from_node(&rest)?, BackupDrill::validate, at("dump"))?),
-        other => return Err(unknown_kind("drill", other, which, DrillSpec::KINDS)),
+        other => return Err(unknown_kind("drill", other, which, DrillSpec::TYPES)),
     })
 }
 
