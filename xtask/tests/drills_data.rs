@@ -205,11 +205,11 @@ fn rollback_drills_pass_refuse_a_destructive_migration_and_catch_lost_rows() {
     assert!(reason.contains("rollback refused before changing anything"), "{reason}");
     assert!(reason.contains("0002_drop_role.sql: it drops column agents.role"), "{reason}");
     assert_eq!(gate(refused, "rollback is safe for the schema")["status"], "failed");
-    assert!(refused["outputs"]["drill"]["next_image"].is_null(), "{refused:#}");
+    assert!(refused["outputs"]["rollback"]["next_image"].is_null(), "{refused:#}");
 
     let safe = stage(&record, "safe");
     assert_eq!(safe["status"], "passed", "{safe:#}\n{log}");
-    let drill = &safe["outputs"]["drill"];
+    let drill = &safe["outputs"]["rollback"];
     assert_eq!(drill["from_version"], "release-n");
     assert_eq!(drill["to_version"], "release-n-plus-1");
     assert!(drill["time_to_restore_ms"].as_u64().unwrap() > 0);
@@ -290,7 +290,7 @@ fn backup_drills_restore_recover_to_a_point_in_time_and_catch_an_incomplete_dump
 
     let backup = stage(&record, "backup");
     assert_eq!(backup["status"], "passed", "{backup:#}\n{log}");
-    let drill = &backup["outputs"]["drill"];
+    let drill = &backup["outputs"]["backup"];
     assert!(drill["dump"]["time_to_restore_ms"].is_u64());
     assert!(ws.latest().join(drill["dump"]["dump_file"].as_str().unwrap()).exists());
     let pitr = gate(backup, "recovered to the point in time");

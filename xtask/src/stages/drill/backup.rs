@@ -54,7 +54,7 @@ pub async fn run(_stage: &Stage, spec: &BackupDrill, cx: &StageCx<'_>) -> anyhow
         status,
         reason: reason.map(|r| crate::redact::redact(&r).into_owned()),
         gates,
-        outputs: json!({ "drill": Value::Object(outputs) }),
+        outputs: json!({ "drill": "backup", "backup": Value::Object(outputs) }),
         log: None,
     })
 }

@@ -64,7 +64,7 @@ pub async fn run(stage: &Stage, spec: &RollbackDrill, cx: &StageCx<'_>) -> anyho
         status,
         reason,
         gates: drill.gates,
-        outputs: json!({ "drill": Value::Object(drill.outputs) }),
+        outputs: json!({ "drill": "rollback", "rollback": Value::Object(drill.outputs) }),
         log: Some(log),
     })
 }
