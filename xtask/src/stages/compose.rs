@@ -29,6 +29,11 @@ pub async fn run(stage: &Stage, spec: &ComposeStage, cx: &StageCx<'_>) -> StageR
         reason: Some(format!("{e:#}")),
         ..Default::default()
     });
+    if cx.cancel.is_cancelled() {
+        // Whatever `up` started stays for the cleanup stages (`when: always | on_failure`) to take down.
+        result.status = Some(Status::Interrupted);
+        result.reason = Some("interrupted; the compose command was stopped".into());
+    }
     let _ = compose.save_log(&cx.run_dir.join(log_path(stage)));
     result.log = Some(log_path(stage));
     result.outputs = serde_json::json!({ "project": compose.project, "tool": compose.tool.join(" ") });
