@@ -28,7 +28,7 @@ stages:
     program: sh
     args:
       - -c
-      - 'printf %s "$3" > generated.txt; for s in "$@"; do echo "out $s"; echo "err $s" >&2; done; echo $0'
+      - 'printf %s "$2" > generated.txt; for s in "$@"; do echo "out $s"; echo "err $s" >&2; done; echo $0'
       - "${secret:FROM_ENV}"
       - "${secret:FROM_FILE}"
       - "${secret:GENERATED}"

@@ -223,10 +223,12 @@ async fn take_lock(
 
 /// First SIGINT/SIGTERM: cancel and clean up. Second: leave at once, marking the record interrupted.
 fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf, lock: Option<std::path::PathBuf>) {
+    // Registered here, before any stage starts: inside the task they would wait for it to be polled,
+    // and a signal arriving first would kill the process with nothing cleaned up.
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return;
-        };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("interrupted: stopping the running stages and cleaning up (interrupt again to force exit)");
         interrupt.cancel();

@@ -73,10 +73,10 @@ pub struct Environment {
     pub variables: BTreeMap<String, String>,
 }
 
-/// A variable's value, or the value with a mark (read on the tree by `marked.rs`; this type only
-/// describes it for the schema).
+/// A variable's value, or `{ value, secret: true }` to redact the value in all output.
+// Read on the tree by `marked.rs`; this type only describes the two forms for the schema.
 #[derive(JsonSchema)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 #[allow(dead_code, reason = "schema only")]
 pub enum VariableSchema {
     Value(String),
