@@ -170,10 +170,10 @@ fn edit() -> impl Strategy<Value = Edit> {
     let at = any::<usize>();
     let yaml_bytes = proptest::sample::select(b":-[]{}&*!|>'\"%@`#, \t\n?$\\0".to_vec());
     prop_oneof![
-        3 => (at.clone(), 1..40usize).prop_map(|(at, len)| Edit::Delete { at, len }),
-        3 => (at.clone(), proptest::collection::vec(yaml_bytes.clone(), 1..4)).prop_map(|(at, bytes)| Edit::Insert { at, bytes }),
-        3 => (at.clone(), prop_oneof![yaml_bytes, any::<u8>()]).prop_map(|(at, byte)| Edit::Replace { at, byte }),
-        1 => at.clone().prop_map(|at| Edit::DuplicateLine { at }),
+        3 => (at, 1..40usize).prop_map(|(at, len)| Edit::Delete { at, len }),
+        3 => (at, proptest::collection::vec(yaml_bytes.clone(), 1..4)).prop_map(|(at, bytes)| Edit::Insert { at, bytes }),
+        3 => (at, prop_oneof![yaml_bytes, any::<u8>()]).prop_map(|(at, byte)| Edit::Replace { at, byte }),
+        1 => at.prop_map(|at| Edit::DuplicateLine { at }),
         1 => at.prop_map(|at| Edit::Truncate { at }),
     ]
 }
