@@ -4,6 +4,7 @@ pub mod check;
 pub mod data_gates;
 pub mod de;
 pub mod diag;
+pub mod drills;
 #[cfg(test)]
 mod fuzz;
 pub mod interp;
