@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
+pub use super::drills::*;
 pub use super::security_gates::*;
 use super::source::Span;
 
@@ -21,6 +22,8 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// The environment this pipeline was resolved for.
     pub env: String,
+    /// The values of variables marked `secret: true` (after overrides): to be redacted everywhere.
+    pub secret_values: Vec<String>,
 }
 
 /// Everything at the top level except the stages, which are read by hand (see `stage.rs`).
@@ -33,8 +36,10 @@ pub struct Header {
     /// A title for reports.
     #[serde(default)]
     pub name: Option<String>,
-    /// Values for `${NAME}` references. Each environment may override them.
+    /// Values for `${NAME}` references. Each environment may override them. A value written as
+    /// `{ value: "…", secret: true }` is redacted in all output, like a secret.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
     /// Named environments; `local` is used when `--env` is not given.
     #[serde(default)]
@@ -66,7 +71,25 @@ pub struct Environment {
     pub description: Option<String>,
     /// Overrides of the top-level variables.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
+}
+
+/// A variable's value, or `{ value, secret: true }` to redact the value in all output.
+// Read on the tree by `marked.rs`; this type only describes the two forms for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+#[allow(dead_code, reason = "schema only")]
+pub enum VariableSchema {
+    Value(String),
+    Marked {
+        value: String,
+        /// Redact this value in every output, like a secret.
+        #[serde(default)]
+        secret: bool,
+        #[serde(default)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -185,11 +208,13 @@ pub enum StageSpec {
     Helm(HelmStage),
     Compose(ComposeStage),
     Bench(BenchStage),
+    Drill(DrillSpec),
     Certificate(CertificateStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench", "certificate"];
+    pub const KINDS: &[&str] =
+        &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill", "certificate"];
 }
 
 /// A certificate authority and a server certificate it signed, for TLS in local runs (no public CA here).
@@ -818,6 +843,7 @@ impl StageSpec {
                 let urls: Vec<&str> = b.scenario.iter().map(|r| r.url.as_str()).collect();
                 format!("load {model} on {}", urls.join(", "))
             }
+            StageSpec::Drill(d) => d.target(),
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))

@@ -6,6 +6,7 @@ mod build;
 mod certificate;
 mod command;
 mod compose;
+mod drill;
 mod helm;
 mod verify;
 
@@ -116,6 +117,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Helm(spec) => helm::run(spec, cx).await,
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
+        StageSpec::Drill(spec) => drill::run(stage, spec, cx).await,
         StageSpec::Certificate(spec) => certificate::run(stage, spec, cx).await,
     }
 }
