@@ -1,5 +1,6 @@
 //! `control-plane`: the reference service the rehearsal pipeline deploys (serve, migrate, version, healthcheck).
 
+mod breaker;
 mod cache;
 mod config;
 mod db;

@@ -86,6 +86,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         stages: Vec::new(),
         failure: None,
         checklist: Vec::new(),
+        leftover_faults: undo_leftover_faults(&runs, &progress, deploy.dry_run).await,
     };
     let _ = record::write(&run_dir, &record);
     let clock = Instant::now();
@@ -186,6 +187,29 @@ fn first_failure(stages: &[StageRecord]) -> Option<Failure> {
         expected: gate.map_or_else(|| "the stage to complete".into(), |g| g.expected.clone()),
         actual: gate.map_or_else(|| stage.reason.clone().unwrap_or_else(|| "failed".into()), |g| g.actual.clone()),
     })
+}
+
+/// Faults that a run which died left injected are undone before anything else runs, and reported.
+async fn undo_leftover_faults(runs: &Path, progress: &Progress, dry_run: bool) -> Vec<record::RecoveredFault> {
+    let ledger = crate::stages::drill::ledger::path(runs);
+    if dry_run || !ledger.exists() {
+        return Vec::new();
+    }
+    let recovered = match crate::stages::drill::ledger::recover(&ledger).await {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            progress
+                .emit(Event::Note(&format!("warning: cannot undo leftover faults from {}: {e:#}", ledger.display())));
+            return Vec::new();
+        }
+    };
+    for r in &recovered {
+        progress.emit(Event::Note(&format!(
+            "undid a leftover fault of run {} (pid {} is gone): {} / {}: {} — {}",
+            r.run_id, r.pid, r.stage, r.fault, r.undo, r.outcome
+        )));
+    }
+    recovered
 }
 
 /// First SIGINT/SIGTERM: cancel and clean up. Second: leave at once, marking the record interrupted.

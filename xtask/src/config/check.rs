@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diag::{Diagnostic, nearest};
 use super::model::{GateSpec, Header, Stage, StageSpec, When};
+use super::source::Span;
 use super::tree::Node;
 
 /// Which stages each stage waits for: its `needs`, or else the normal stage before it.
@@ -78,6 +79,9 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
                 );
             }
         }
+        if let StageSpec::Drill(drill) = &stage.spec {
+            check_drill(header, drill, at(i, "drill"), &mut errors);
+        }
         let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
         for (c, id) in stage.common.checklist.iter().enumerate() {
             if !ids.contains(&id.as_str()) {
@@ -100,6 +104,19 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
     }
     check_signoffs(header, &mut errors);
     errors
+}
+
+/// A drill's checklist ids exist, and its gates judge the stack, not a command's output.
+fn check_drill(header: &Header, drill: &super::drill::DrillSpec, at: Span, errors: &mut Vec<Diagnostic>) {
+    let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
+    for id in drill.checklist().into_iter().filter(|id| !ids.contains(&id.as_str())) {
+        errors.push(unknown_item(id, &ids).at(at));
+    }
+    for gate in drill.gates().into_iter().filter(|g| matches!(g.spec, GateSpec::ExitCode(_) | GateSpec::Output(_))) {
+        errors.push(
+            Diagnostic::new(format!("gates of kind `{}` only work in a `command` stage", gate.kind())).at(gate.span),
+        );
+    }
 }
 
 fn check_environments(header: &Header, stage: &Stage, nodes: &[&Node], i: usize, errors: &mut Vec<Diagnostic>) {

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
+pub use super::drill::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -184,10 +185,11 @@ pub enum StageSpec {
     Helm(HelmStage),
     Compose(ComposeStage),
     Bench(BenchStage),
+    Drill(DrillSpec),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench"];
+    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill"];
 }
 
 /// A load benchmark; each threshold is a gate.
@@ -785,6 +787,7 @@ impl StageSpec {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))
             }
+            StageSpec::Drill(d) => d.target(),
         }
     }
 }

@@ -18,6 +18,11 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Each drill type (a `drill` stage's `drill:` key) with the schema of its own keys.
+fn drill_types() -> Vec<(&'static str, Value)> {
+    vec![("faults", of::<FaultsDrill>())]
+}
+
 /// Each gate kind with the schema of its own keys.
 fn gate_kinds() -> Vec<(&'static str, Value)> {
     vec![
@@ -59,6 +64,16 @@ pub fn generate() -> Value {
         defs.insert(name.clone(), stage);
         stage_refs.push(json!({ "$ref": format!("#/$defs/{name}") }));
     }
+    for (drill, spec) in drill_types() {
+        let name = format!("Stage_drill_{drill}");
+        let mut stage = merged("drill", of::<StageCommon>(), spec, &mut defs);
+        stage["properties"]["gates"] = json!({ "type": "array", "items": { "oneOf": gate_refs } });
+        stage["properties"]["drill"] = json!({ "const": drill });
+        stage["required"].as_array_mut().expect("merged lists required keys").push(json!("drill"));
+        defs.insert(name.clone(), stage);
+        stage_refs.push(json!({ "$ref": format!("#/$defs/{name}") }));
+    }
+    defs.insert("GateList".into(), json!({ "type": "array", "items": { "oneOf": gate_refs } }));
     root["properties"]["stages"] = json!({ "type": "array", "items": { "oneOf": stage_refs } });
     root["title"] = json!("pipeline.yaml");
     root["$defs"] = Value::Object(defs);
@@ -99,8 +114,11 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_schema() {
-        let stages: Vec<&str> = stage_kinds().iter().map(|(k, _)| *k).collect();
+        let mut stages: Vec<&str> = stage_kinds().iter().map(|(k, _)| *k).collect();
+        stages.push("drill");
         assert_eq!(stages, StageSpec::KINDS);
+        let drills: Vec<&str> = drill_types().iter().map(|(k, _)| *k).collect();
+        assert_eq!(drills, DrillSpec::TYPES);
         let gates: Vec<&str> = gate_kinds().iter().map(|(k, _)| *k).collect();
         assert_eq!(gates, GateSpec::KINDS);
     }

@@ -55,11 +55,12 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "helm" => StageSpec::Helm(from_node(node)?),
         "compose" => StageSpec::Compose(from_node(node)?),
         "bench" => StageSpec::Bench(from_node(node)?),
+        "drill" => StageSpec::Drill(super::drill::read(node, read_gates)?),
         _ => return Ok(None),
     }))
 }
 
-fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
+pub(super) fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
     let Some(node) = node else { return Vec::new() };
     if matches!(node.value, Value::Null) {
         return Vec::new();

@@ -53,6 +53,22 @@ pub struct RunRecord {
     /// The first failed gate, as stage/gate with expected and actual.
     pub failure: Option<Failure>,
     pub checklist: Vec<ChecklistRow>,
+    /// Faults a run that died left injected, undone when this run started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftover_faults: Vec<RecoveredFault>,
+}
+
+/// A leftover fault of a dead run, and what undoing it did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveredFault {
+    pub run_id: String,
+    pub pid: u32,
+    pub stage: String,
+    pub fault: String,
+    pub injected_at: String,
+    pub undo: String,
+    /// `undone`, or why it could not be.
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ pub async fn run(stage: &Stage, spec: &ComposeStage, cx: &StageCx<'_>) -> StageR
 }
 
 /// One compose project: the tool, the file, the name, the variables, and a log of what it printed.
-struct Compose {
+pub(super) struct Compose {
     tool: Vec<String>,
     file: std::path::PathBuf,
     project: String,
@@ -55,8 +55,13 @@ impl Compose {
         }
     }
 
+    /// A project another stage acts on (a drill scaling a service).
+    pub(super) async fn for_project(file: std::path::PathBuf, project: &str, env: BTreeMap<String, String>) -> Compose {
+        Compose { tool: detect_tool().await, file, project: project_name(project), env, log: Default::default() }
+    }
+
     /// Runs one compose command; its output goes to the stage log. Cancelling kills it.
-    async fn run(&self, args: &[&str], cx: &StageCx<'_>) -> anyhow::Result<std::process::Output> {
+    pub(super) async fn run(&self, args: &[&str], cx: &StageCx<'_>) -> anyhow::Result<std::process::Output> {
         let mut command = Command::new(&self.tool[0]);
         command
             .args(&self.tool[1..])
@@ -96,7 +101,7 @@ async fn detect_tool() -> Vec<String> {
 }
 
 /// Compose accepts lowercase letters, digits, `-` and `_`.
-fn project_name(raw: &str) -> String {
+pub(super) fn project_name(raw: &str) -> String {
     raw.to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
