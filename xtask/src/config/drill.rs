@@ -247,6 +247,12 @@ pub fn read(
 /// Keys that only make sense for one action, and a scale fault's needs.
 fn check_faults(drill: &FaultsDrill, node: &Node) -> Result<(), Diagnostic> {
     let items = node.get("faults").and_then(Node::as_seq).unwrap_or_default();
+    if drill.faults.is_empty() {
+        let at = node.get("faults").map_or(node.span, |n| n.span);
+        return Err(Diagnostic::new("this fault drill has no faults, so it could never fail")
+            .at(at)
+            .expected("at least one fault: `{ name, action, service, recover_within }`"));
+    }
     for (fault, item) in drill.faults.iter().zip(items) {
         let scale_only = [
             ("replicas", fault.replicas.is_some()),

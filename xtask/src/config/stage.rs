@@ -128,6 +128,10 @@ fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic
 /// An unknown key in a kind's part may be a misspelt common key: widen the list and the suggestion.
 fn with_kind_help(mut d: Diagnostic, common: &[&str]) -> Diagnostic {
     let Some(key) = d.message.strip_prefix("unknown key `").and_then(|r| r.strip_suffix('`')) else { return d };
+    // A gate nested in a drill was already widened with the gate's common keys.
+    if d.expected.as_deref().is_some_and(|e| e.contains("or a common key")) {
+        return d;
+    }
     let common_list: Vec<String> = common.iter().map(|c| format!("`{c}`")).collect();
     d.expected = Some(match d.expected.take() {
         Some(own) => format!("{own}, or a common key: {}", common_list.join(", ")),
