@@ -161,7 +161,7 @@ fn a_service_without_restart_policy_misses_its_deadline_and_is_started_again() {
     assert_eq!(drill["status"], "failed");
     assert_eq!(drill["outputs"]["faults"][0]["status"], "failed");
     let recovered = drill["gates"].as_array().unwrap().iter().find(|g| g["name"] == "cache killed: recovered").unwrap();
-    assert_eq!(recovered["status"], "failed");
+    assert_eq!(recovered["status"], "failed", "{drill:#}");
     let actual = recovered["actual"].as_str().unwrap();
     assert!(actual.starts_with("not recovered after") && actual.contains("exited"), "{actual}");
     let restarts =

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerState, HealthStatusEnum};
-use bollard::query_parameters::{KillContainerOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::query_parameters::StopContainerOptionsBuilder;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FaultAction;
@@ -30,11 +30,7 @@ pub async fn running_container(docker: &Docker, project: &str, service: &str) ->
 
 pub async fn inject(docker: &Docker, action: FaultAction, container: &str) -> anyhow::Result<()> {
     match action {
-        FaultAction::Kill => {
-            docker
-                .kill_container(container, Some(KillContainerOptionsBuilder::default().signal("SIGKILL").build()))
-                .await?
-        }
+        FaultAction::Kill => crash(docker, container).await?,
         FaultAction::Stop => {
             docker.stop_container(container, Some(StopContainerOptionsBuilder::default().t(10).build())).await?
         }
@@ -42,6 +38,29 @@ pub async fn inject(docker: &Docker, action: FaultAction, container: &str) -> an
         FaultAction::Scale => anyhow::bail!("scale is injected through compose"),
     }
     Ok(())
+}
+
+/// SIGKILLs the container's main process from the host, as the OOM killer or a crash would. (`docker kill`
+/// counts as a manual stop, which the restart policy leaves alone.) Returns once the engine saw it die.
+async fn crash(docker: &Docker, container: &str) -> anyhow::Result<()> {
+    let before = docker.inspect_container(container, None).await?;
+    let state = before.state.unwrap_or_default();
+    let pid = state.pid.filter(|p| *p > 0).ok_or_else(|| anyhow::anyhow!("container {container} has no process"))?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(|e| {
+        anyhow::anyhow!("cannot SIGKILL the container's process {pid} (run as root, beside the engine): {e}")
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = docker.inspect_container(container, None).await?;
+        let restarted = now.restart_count != before.restart_count;
+        let now = now.state.unwrap_or_default();
+        if restarted || !now.running.unwrap_or(false) || now.started_at != state.started_at {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "container {container} still runs 10s after SIGKILL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Restarts the engine made of the service's containers (its restart policy at work).

@@ -70,6 +70,13 @@ pub async fn run(stage: &Stage, spec: &FaultsDrill, cx: &StageCx<'_>) -> StageRe
         gates.extend(records);
         summaries.push(summary);
     }
+    // The stage's own `gates:` judge the stack once the faults are over.
+    match stopped {
+        None => {
+            gates.extend(crate::stages::verify::run_gates(stage, &GateCx { command: None, cancel: &cx.cancel }).await)
+        }
+        Some(why) => gates.extend(stage.gates.iter().map(|g| gates::not_evaluated(g, Status::Skipped, why))),
+    }
     StageResult {
         gates,
         outputs: json!({ "drill": "faults", "project": drill.project, "faults": summaries }),
@@ -129,7 +136,6 @@ async fn inject_and_observe(
     fault: &Fault,
     gates: &mut Vec<GateRecord>,
 ) -> anyhow::Result<Option<u64>> {
-    let docker = &drill.docker;
     let before = restart_counts(drill, fault).await?;
     let (entry, victim) = ledger_entry(drill, fault).await?;
     ledger::add(&drill.ledger, &entry)?;
@@ -141,22 +147,29 @@ async fn inject_and_observe(
         drill.ledger.display()
     ));
     let observed = observe(drill, fault, victim.as_deref(), gates).await;
-    let undone = ledger::undo(docker, &entry.undo).await;
-    if undone.is_ok() {
-        ledger::remove(&drill.ledger, &entry)?;
-    }
+    // A kill is for the restart policy to undo: the drill starts the container itself only once
+    // recovery was judged (or the kill itself failed).
+    let crashed = fault.action == FaultAction::Kill && observed.is_ok();
+    let undone = if crashed { Ok(()) } else { undo(drill, &entry).await };
     let fault_end = match (observed, undone) {
         (Err(e), _) => return Err(e),
-        (Ok(_), Err(e)) => return Err(e.context(format!("undoing the fault ({})", entry.undo.describe()))),
+        (Ok(_), Err(e)) => return Err(e),
         (Ok(end), Ok(())) => end.unwrap_or_else(Instant::now),
     };
     let recovery = recover(drill, fault, fault_end, gates).await;
-    // A kill is undone by the restart policy; if that never happened, the drill starts it again itself.
-    if fault.action == FaultAction::Kill {
-        ledger::undo(docker, &entry.undo).await?;
+    if crashed {
+        undo(drill, &entry).await?;
     }
     check_restarts(drill, fault, &before, gates).await?;
     Ok(recovery)
+}
+
+/// Undoes the fault and, once that worked, takes it off the ledger.
+async fn undo(drill: &Drill<'_>, entry: &Entry) -> anyhow::Result<()> {
+    ledger::undo(&drill.docker, &entry.undo)
+        .await
+        .map_err(|e| e.context(format!("undoing the fault ({})", entry.undo.describe())))?;
+    ledger::remove(&drill.ledger, entry)
 }
 
 async fn ledger_entry(drill: &Drill<'_>, fault: &Fault) -> anyhow::Result<(Entry, Option<String>)> {
@@ -249,7 +262,7 @@ async fn recover(drill: &Drill<'_>, fault: &Fault, fault_end: Instant, gates: &m
         gate.status = Status::Interrupted;
     }
     gates.push(gate);
-    passed.then(|| took.as_millis() as u64)
+    passed.then_some(took.as_millis() as u64)
 }
 
 /// Evaluates gates in order (each within its own timeout, or what is left before `deadline`); returns
