@@ -216,6 +216,40 @@ fn a_run_killed_while_its_fault_holds_is_undone_by_the_next_run() {
     assert!(project_containers(&project.0).is_empty(), "the second run's cleanup took the stack down");
 }
 
+#[test]
+fn ctrl_c_while_a_fault_holds_undoes_it_before_the_run_ends() {
+    if !docker_ready("interrupted drill") {
+        return;
+    }
+    let project = Project(unique("xtask-drill-sigint"));
+    let port = free_port();
+    let pause = "      - name: cache frozen\n        action: pause\n        service: cache\n        hold: 120s\n        recover_within: 30s";
+    let ws = workspace(&project.0, "unless-stopped", pause, port);
+    let mut run = ws.xtask(&["deploy", "--skip", "check"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let container = loop {
+        if let Some(id) = ledger(&ws)[0]["undo"]["container"].as_str()
+            && inspect(id, "{{.State.Paused}}") == "true"
+        {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline && run.try_wait().unwrap().is_none(), "the fault was never injected");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    send_signal(run.id(), "-INT");
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(ledger(&ws), serde_json::json!([]), "undone and off the ledger");
+    let record = ws.record();
+    let drill = drill_stage(&record);
+    assert_eq!(drill["status"], "interrupted", "{drill:#}");
+    assert_eq!(inspect(&container, "{{.State.Status}}"), "", "the cleanup stage removed the (unpaused) stack");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
 fn inspect(id: &str, format: &str) -> String {
     let out = Command::new("docker").args(["inspect", "--format", format, id]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()

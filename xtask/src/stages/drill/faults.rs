@@ -285,6 +285,9 @@ async fn run_gates(
         }
         let mut record = gates::evaluate(&gate, &gate_cx).await;
         record.name = format!("{}: {} ({when})", fault.name, record.name);
+        if record.checklist.is_empty() {
+            record.checklist = fault.checklist.clone();
+        }
         if record.status != Status::Passed {
             failed.push(gate.name());
         }
