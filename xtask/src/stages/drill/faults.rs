@@ -87,6 +87,7 @@ pub async fn run(stage: &Stage, spec: &FaultsDrill, cx: &StageCx<'_>) -> StageRe
 /// One fault from injection to recovery; returns its gate records and its summary for the reports.
 async fn one(drill: &Drill<'_>, fault: &Fault) -> (Vec<GateRecord>, serde_json::Value) {
     let mut gates = Vec::new();
+    let started_at = jiff::Timestamp::now().to_string();
     let outcome = inject_and_observe(drill, fault, &mut gates).await;
     let (recovery_ms, error) = match outcome {
         Ok(ms) => (ms, None),
@@ -118,6 +119,7 @@ async fn one(drill: &Drill<'_>, fault: &Fault) -> (Vec<GateRecord>, serde_json::
         "action": fault.action.as_str(),
         "service": fault.service,
         "status": status,
+        "started_at": started_at,
         "recovery_ms": recovery_ms,
         "deadline_ms": fault.recover_within.0.as_millis() as u64,
         "error": error,
