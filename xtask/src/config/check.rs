@@ -107,7 +107,7 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
 }
 
 /// A drill's checklist ids exist, and its gates judge the stack, not a command's output.
-fn check_drill(header: &Header, drill: &super::drill::DrillSpec, at: Span, errors: &mut Vec<Diagnostic>) {
+fn check_drill(header: &Header, drill: &super::drills::DrillSpec, at: Span, errors: &mut Vec<Diagnostic>) {
     let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
     for id in drill.checklist().into_iter().filter(|id| !ids.contains(&id.as_str())) {
         errors.push(unknown_item(id, &ids).at(at));

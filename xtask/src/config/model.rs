@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
-pub use super::drill::*;
+pub use super::drills::*;
+pub use super::faults::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -783,11 +784,11 @@ impl StageSpec {
                 let urls: Vec<&str> = b.scenario.iter().map(|r| r.url.as_str()).collect();
                 format!("load {model} on {}", urls.join(", "))
             }
+            StageSpec::Drill(d) => d.target(),
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))
             }
-            StageSpec::Drill(d) => d.target(),
         }
     }
 }

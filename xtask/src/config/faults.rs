@@ -1,5 +1,5 @@
-//! The `drill` stage kind: its `drill:` key picks the drill type, and each type has its own keys.
-//! Fault drills hold gate lists (`during`, `recover`) that are read by hand like a stage's `gates`.
+//! The fault drill's keys (`drill: faults`). Its faults hold gate lists (`during`, `recover`) that are
+//! read by hand like a stage's `gates`, so every gate keeps its location.
 
 use std::collections::BTreeMap;
 
@@ -9,48 +9,7 @@ use serde::Deserialize;
 use super::de::from_node;
 use super::diag::Diagnostic;
 use super::model::{Dur, Gate, JsonPathText};
-use super::tree::{Node, Value};
-
-/// One variant per drill type.
-#[derive(Debug, Clone)]
-pub enum DrillSpec {
-    Faults(FaultsDrill),
-}
-
-impl DrillSpec {
-    pub const TYPES: &[&str] = &["faults"];
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            DrillSpec::Faults(_) => "faults",
-        }
-    }
-
-    pub fn target(&self) -> String {
-        match self {
-            DrillSpec::Faults(f) => {
-                let faults: Vec<String> =
-                    f.faults.iter().map(|f| format!("{} {}", f.action.as_str(), f.service)).collect();
-                format!("faults on {}: {}", f.project, faults.join(", "))
-            }
-        }
-    }
-
-    /// Checklist items the drill's own checks and its gates prove.
-    pub fn checklist(&self) -> Vec<&String> {
-        let own = match self {
-            DrillSpec::Faults(f) => f.faults.iter().flat_map(|f| &f.checklist),
-        };
-        own.chain(self.gates().into_iter().flat_map(|g| &g.common.checklist)).collect()
-    }
-
-    /// Every gate the drill holds, for plan and cross-checks.
-    pub fn gates(&self) -> Vec<&Gate> {
-        match self {
-            DrillSpec::Faults(f) => f.faults.iter().flat_map(|f| f.during.0.iter().chain(&f.recover.0)).collect(),
-        }
-    }
-}
+use super::tree::Node;
 
 /// Faults injected one after another into a running compose project; each must be noticed and
 /// recovered from within its deadline. Every injected fault is written to a ledger first and undone
@@ -205,42 +164,40 @@ impl JsonSchema for GateList {
     }
 }
 
-/// Reads a drill stage's own keys: `drill:` picks the type, the rest are that type's keys.
+/// Reads a fault drill's keys (without `drill:`), then each fault's gate lists by hand.
 pub fn read(
     node: &Node,
     read_gates: impl Fn(Option<&Node>, &mut Vec<Diagnostic>) -> Vec<Gate>,
-) -> Result<DrillSpec, Diagnostic> {
-    let Some(type_node) = node.get("drill") else {
-        return Err(Diagnostic::new("a `drill` stage needs `drill:`, the drill type")
-            .at(node.span)
-            .expected(format!("`drill:` one of {}", quoted(DrillSpec::TYPES))));
-    };
-    let Some(drill_type) = type_node.as_str() else {
-        return Err(Diagnostic::new("`drill` must be a drill type")
-            .at(type_node.span)
-            .expected(format!("one of {}", quoted(DrillSpec::TYPES)))
-            .found(type_node.describe()));
-    };
-    let rest = without(node, "drill");
-    match drill_type {
-        "faults" => {
-            let mut drill: FaultsDrill = from_node(&rest)?;
-            let items = rest.get("faults").and_then(Node::as_seq).unwrap_or_default();
-            let mut errors = Vec::new();
-            for (fault, item) in drill.faults.iter_mut().zip(items) {
-                fault.during = GateList(read_gates(item.get("during"), &mut errors));
-                fault.recover = GateList(read_gates(item.get("recover"), &mut errors));
-            }
-            if let Some(first) = errors.into_iter().next() {
-                return Err(first);
-            }
-            check_faults(&drill, &rest)?;
-            Ok(DrillSpec::Faults(drill))
-        }
-        other => Err(Diagnostic::new(format!("unknown drill type `{other}`"))
-            .at(type_node.span)
-            .expected(format!("one of {}", quoted(DrillSpec::TYPES)))
-            .suggest(other, DrillSpec::TYPES.iter().copied())),
+) -> Result<FaultsDrill, Diagnostic> {
+    let mut drill: FaultsDrill = from_node(node)?;
+    let items = node.get("faults").and_then(Node::as_seq).unwrap_or_default();
+    let mut errors = Vec::new();
+    for (fault, item) in drill.faults.iter_mut().zip(items) {
+        fault.during = GateList(read_gates(item.get("during"), &mut errors));
+        fault.recover = GateList(read_gates(item.get("recover"), &mut errors));
+    }
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    check_faults(&drill, node)?;
+    Ok(drill)
+}
+
+impl FaultsDrill {
+    pub fn target(&self) -> String {
+        let faults: Vec<String> = self.faults.iter().map(|f| format!("{} {}", f.action.as_str(), f.service)).collect();
+        format!("faults on {}: {}", self.project, faults.join(", "))
+    }
+
+    /// Every gate the faults hold.
+    pub fn gates(&self) -> Vec<&Gate> {
+        self.faults.iter().flat_map(|f| f.during.0.iter().chain(&f.recover.0)).collect()
+    }
+
+    /// Checklist items the faults' own checks and their gates prove.
+    pub fn checklist(&self) -> Vec<&String> {
+        let own = self.faults.iter().flat_map(|f| &f.checklist);
+        own.chain(self.gates().into_iter().flat_map(|g| &g.common.checklist)).collect()
     }
 }
 
@@ -275,14 +232,4 @@ fn check_faults(drill: &FaultsDrill, node: &Node) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
-}
-
-fn without(node: &Node, key: &str) -> Node {
-    let entries = node.as_map().unwrap_or_default();
-    let kept = entries.iter().filter(|(k, _)| k.as_str() != Some(key)).cloned().collect();
-    Node { value: Value::Map(kept), span: node.span }
-}
-
-fn quoted(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }
