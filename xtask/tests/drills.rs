@@ -200,6 +200,9 @@ fn a_run_killed_while_its_fault_holds_is_undone_by_the_next_run() {
     first.kill().unwrap(); // SIGKILL: no cleanup, no undo
     first.wait().unwrap();
     assert_eq!(inspect(&container, "{{.State.Paused}}"), "true", "the fault outlived its run");
+    // The dead run also left its environment lock: clearing it is the operator's call.
+    let unlocked = ws.run(&["unlock"]);
+    assert_eq!(unlocked.status.code(), Some(0), "{}{}", stdout(&unlocked), stderr(&unlocked));
 
     let second = ws.run(&["deploy", "--only", "check"]);
     let printed = format!("{}{}", stdout(&second), stderr(&second));

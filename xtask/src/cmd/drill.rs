@@ -22,6 +22,9 @@ pub struct DrillArgs {
     /// Templates replacing the built-in report templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<std::path::PathBuf>,
+    /// When another run holds the environment, wait up to this long for it instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait_lock: Option<std::time::Duration>,
 }
 
 pub async fn run(args: &PipelineArgs, drill: &DrillArgs, out: &Output) -> ExitCode {
@@ -52,6 +55,7 @@ pub async fn run(args: &PipelineArgs, drill: &DrillArgs, out: &Output) -> ExitCo
         keep_going: drill.keep_going,
         dry_run: false,
         templates: drill.templates.clone(),
+        wait_lock: drill.wait_lock,
     };
     super::deploy::run(args, &deploy, out).await
 }
