@@ -23,6 +23,22 @@ pub fn embedded() -> Result<Vec<Migration>> {
     parse_all(EMBEDDED)
 }
 
+/// Migrations read from `dir` (`NNNN_name.sql` files) instead of the embedded ones: for rehearsing a
+/// migration before it is compiled in, and for tests of failing or edited migrations.
+pub fn from_dir(dir: &std::path::Path) -> Result<Vec<Migration>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading migrations from {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let sql = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((name, sql));
+        }
+    }
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    parse_all(&refs)
+}
+
 /// Highest migration version this binary knows; a database ahead of it was migrated by a newer release.
 pub fn highest_embedded() -> i64 {
     embedded().ok().and_then(|all| all.last().map(|m| m.version)).unwrap_or(0)
@@ -187,15 +203,14 @@ pub async fn applied(client: &Client) -> Result<Vec<Applied>> {
     Ok(rows.iter().map(|r| Applied { version: r.get(0), name: r.get(1), checksum: r.get(2) }).collect())
 }
 
-/// Applies every pending migration, each in its own transaction, under an advisory lock.
+/// Applies every pending migration of `embedded`, each in its own transaction, under an advisory lock.
 /// Returns the files applied (empty on a second run).
-pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
-    let embedded = embedded()?;
+pub async fn migrate(client: &mut Client, embedded: &[Migration]) -> Result<Vec<String>> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
         .await
         .context("taking the migration advisory lock")?;
-    let outcome = migrate_locked(client, &embedded).await;
+    let outcome = migrate_locked(client, embedded).await;
     // Closing the session releases the lock anyway; unlocking keeps a reused connection clean.
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY]).await;
     outcome

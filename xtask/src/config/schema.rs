@@ -15,6 +15,7 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("helm", of::<HelmStage>()),
         ("compose", of::<ComposeStage>()),
         ("bench", of::<BenchStage>()),
+        ("migrate", of::<MigrateStage>()),
     ]
 }
 

@@ -96,7 +96,7 @@ async fn detect_tool() -> Vec<String> {
 }
 
 /// Compose accepts lowercase letters, digits, `-` and `_`.
-fn project_name(raw: &str) -> String {
+pub(super) fn project_name(raw: &str) -> String {
     raw.to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
@@ -110,6 +110,9 @@ async fn up(compose: &Compose, spec: &ComposeStage, cx: &StageCx<'_>) -> anyhow:
         false => spec.services.clone(),
     };
     let mut args = vec!["up", "-d", "--no-build", "--remove-orphans"];
+    if spec.no_deps {
+        args.push("--no-deps");
+    }
     args.extend(services.iter().map(String::as_str));
     let started = Instant::now();
     // `up` itself may wait for dependencies' health; the stage timeout bounds it.

@@ -6,6 +6,7 @@ mod build;
 mod command;
 mod compose;
 mod helm;
+mod migrate;
 mod verify;
 
 pub use build::tags::sha_tag;
@@ -115,6 +116,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Helm(spec) => helm::run(spec, cx).await,
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
+        StageSpec::Migrate(spec) => migrate::run(stage, spec, cx).await,
     }
 }
 
