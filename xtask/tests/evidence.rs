@@ -50,8 +50,6 @@ fn pipeline(project: &str, image: &str, ctx: &Context, pg: u16, cp: u16) -> Stri
     let compose = format!("file: compose.yml\n    project: {project}\n    env: {env}");
     format!(
         r#"version: 1
-variables:
-  DB_URL: postgres://control_plane:${{secret:PG_PASSWORD}}@127.0.0.1:{pg}/control_plane
 secrets:
   PG_PASSWORD: {{}}
 stages:
@@ -112,6 +110,8 @@ stages:
 "#,
         ctx = ctx.path().display()
     )
+    // Secrets are not allowed in `variables:`, so the URL is written out where it is used.
+    .replace("${DB_URL}", &format!("postgres://control_plane:${{secret:PG_PASSWORD}}@127.0.0.1:{pg}/control_plane"))
 }
 
 fn read(ws: &Workspace, file: &str) -> String {

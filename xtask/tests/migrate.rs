@@ -43,9 +43,6 @@ fn pipeline(project: &str, port: u16, images: &[(&str, &Context)], stages: &str)
         .collect();
     format!(
         r#"version: 1
-variables:
-  DB_URL: postgres://control_plane:${{secret:PG_PASSWORD}}@postgres:5432/control_plane
-  HOST_DB_URL: postgres://control_plane:${{secret:PG_PASSWORD}}@127.0.0.1:{port}/control_plane
 secrets:
   PG_PASSWORD: {{}}
 stages:
@@ -70,6 +67,12 @@ stages:
     project: {project}
     env: {{ PG_PASSWORD: "${{secret:PG_PASSWORD}}", PG_PORT: "{port}" }}
 "#
+    )
+    // Secrets are not allowed in `variables:`, so the URLs are written out where they are used.
+    .replace("${DB_URL}", "postgres://control_plane:${secret:PG_PASSWORD}@postgres:5432/control_plane")
+    .replace(
+        "${HOST_DB_URL}",
+        &format!("postgres://control_plane:${{secret:PG_PASSWORD}}@127.0.0.1:{port}/control_plane"),
     )
 }
 

@@ -17,7 +17,16 @@ pub fn binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let out = Command::new(cargo)
+            let mut command = Command::new(cargo);
+            // The variables cargo set for this test (CARGO_PKG_NAME and the like) reach build scripts
+            // that watch them, which would rebuild shared dependencies on every alternate build.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if (key.starts_with("CARGO_") || key.starts_with("__CARGO")) && key != "CARGO_HOME" {
+                    command.env_remove(key.as_ref());
+                }
+            }
+            let out = command
                 .args(["build", "-p", "control-plane", "--bin", "control-plane"])
                 .env("CARGO_TARGET_DIR", target_dir())
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +62,9 @@ impl Context {
             }
             dockerfile.push_str("COPY migrations /migrations\nENV MIGRATIONS_DIR=/migrations\n");
         }
-        dockerfile.push_str("USER 10001:10001\nENV BIND_ADDR=0.0.0.0:8080\nENTRYPOINT [\"control-plane\"]\nCMD [\"serve\"]\n");
+        dockerfile.push_str(
+            "USER 10001:10001\nENV BIND_ADDR=0.0.0.0:8080\nENTRYPOINT [\"control-plane\"]\nCMD [\"serve\"]\n",
+        );
         std::fs::write(dir.join("Dockerfile"), dockerfile).expect("Dockerfile written");
         Context { dir }
     }
