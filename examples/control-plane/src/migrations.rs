@@ -310,6 +310,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_directory_of_migrations_in_version_order() {
+        let dir = std::env::temp_dir().join(format!("cp-migrations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0002_b.sql"), "SELECT 2;").unwrap();
+        std::fs::write(dir.join("0001_a.sql"), "SELECT 1;").unwrap();
+        std::fs::write(dir.join("README.md"), "not a migration").unwrap();
+        let all = from_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let all = all.unwrap();
+        assert_eq!(all.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["0001_a.sql", "0002_b.sql"]);
+        assert_eq!(all[1].checksum, checksum("SELECT 2;"));
+        assert!(from_dir(std::path::Path::new("/nonexistent/migrations")).is_err());
+    }
+
+    #[test]
     fn pending_skips_applied_versions() {
         let embedded = parse_all(&[("0001_a.sql", "a"), ("0002_b.sql", "b")]).unwrap();
         let applied = vec![Applied { version: 1, name: "a".into(), checksum: checksum("a") }];
