@@ -16,24 +16,20 @@ const INIT: &str = "-- widgets\nCREATE TABLE widgets (id SERIAL PRIMARY KEY, nam
                     -- long enough that a second migrator started with this one waits for the lock\n\
                     SELECT pg_sleep(2);\n";
 
-fn compose_file() -> String {
-    format!(
-        r#"version: "2.4"
+const COMPOSE_FILE: &str = r#"version: "2.4"
 services:
   postgres:
     image: rehearsal/postgres:15
     environment:
-      POSTGRES_PASSWORD: ${{PG_PASSWORD:?PG_PASSWORD must be set}}
+      POSTGRES_PASSWORD: ${PG_PASSWORD:?PG_PASSWORD must be set}
       POSTGRES_USER: control_plane
       POSTGRES_DB: control_plane
-    ports: ["127.0.0.1:${{PG_PORT}}:5432"]
+    ports: ["127.0.0.1:${PG_PORT}:5432"]
     healthcheck:
       test: ["CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-U", "control_plane", "-d", "control_plane"]
       interval: 1s
       retries: 60
-"#
-    )
-}
+"#;
 
 /// A pipeline: images built from `contexts`, Postgres up, then `stages`, then everything down.
 fn pipeline(project: &str, port: u16, images: &[(&str, &Context)], stages: &str) -> String {
@@ -84,7 +80,7 @@ fn migrate_stage(name: &str, image: &str, project: &str, extra: &str) -> String 
 
 fn workspace(pipeline: &str) -> Workspace {
     let ws = Workspace::new(pipeline);
-    std::fs::write(ws.path().join("compose.yml"), compose_file()).unwrap();
+    std::fs::write(ws.path().join("compose.yml"), COMPOSE_FILE).unwrap();
     ws
 }
 
@@ -149,9 +145,7 @@ fn migrations_apply_once_concurrent_migrators_serialise_and_a_second_run_is_a_no
             &project,
             "    needs: [migrate-a, migrate-b]\n    gates:\n      - { name: no-op, kind: output, stream: stderr, contains: [\"0 applied\"] }\n",
         ),
-        format!(
-            "  - name: schema\n    kind: verify\n    gates:\n      - {{ name: one migration recorded, kind: sql, url: \"${{HOST_DB_URL}}\", query: \"SELECT count(*) FROM schema_migrations\", equals: \"1\" }}\n      - {{ name: table made, kind: sql, url: \"${{HOST_DB_URL}}\", query: \"SELECT count(*) FROM widgets\", equals: \"0\" }}\n"
-        ),
+        "  - name: schema\n    kind: verify\n    gates:\n      - { name: one migration recorded, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM schema_migrations\", equals: \"1\" }\n      - { name: table made, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM widgets\", equals: \"0\" }\n".to_string(),
     ]
     .concat();
     let ws = workspace(&pipeline(&project, port, &[(&image, &ctx)], &stages));
