@@ -133,7 +133,7 @@ fn migrations_apply_once_concurrent_migrators_serialise_and_a_second_run_is_a_no
     let project = unique("xtask-mig-ok");
     let image = unique("xtask-test/cp-mig");
     let _images = Images(vec![format!("{image}:latest")]);
-    let ctx = Context::new("mig-ok", Some(&[("0001_widgets.sql", INIT)]));
+    let ctx = Context::new("mig-ok", Some(&[("0101_widgets.sql", INIT)]));
     let port = free_port();
     let both = "    needs: [db]\n";
     let stages = [
@@ -145,7 +145,7 @@ fn migrations_apply_once_concurrent_migrators_serialise_and_a_second_run_is_a_no
             &project,
             "    needs: [migrate-a, migrate-b]\n    gates:\n      - { name: no-op, kind: output, stream: stderr, contains: [\"0 applied\"] }\n",
         ),
-        "  - name: schema\n    kind: verify\n    gates:\n      - { name: one migration recorded, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM schema_migrations\", equals: \"1\" }\n      - { name: table made, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM widgets\", equals: \"0\" }\n".to_string(),
+        "  - name: schema\n    kind: verify\n    gates:\n      - { name: both migrations recorded, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM schema_migrations\", equals: \"2\" }\n      - { name: table made, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT count(*) FROM widgets\", equals: \"0\" }\n".to_string(),
     ]
     .concat();
     let ws = workspace(&pipeline(&project, port, &[(&image, &ctx)], &stages));
@@ -165,7 +165,7 @@ fn migrations_apply_once_concurrent_migrators_serialise_and_a_second_run_is_a_no
         .map(|s| stage(&record, s)["outputs"]["summary"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(
-        summaries.iter().any(|s| s.contains("1 applied (0001_widgets.sql)"))
+        summaries.iter().any(|s| s.contains("2 applied (0001_init.sql, 0101_widgets.sql)"))
             && summaries.iter().any(|s| s.contains("0 applied")),
         "one migrator applies, the other waits for the lock and finds nothing to do: {summaries:?}"
     );
@@ -188,17 +188,17 @@ fn an_edited_or_failing_migration_stops_the_run_naming_the_file_and_the_statemen
     let edited = INIT.replace("name TEXT NOT NULL", "name TEXT");
     let broken = "CREATE TABLE half_done (id INT);\nALTER TABLE no_such_table ADD COLUMN x INT;\n";
     let contexts = [
-        Context::new("mig-orig", Some(&[("0001_widgets.sql", INIT)])),
-        Context::new("mig-edited", Some(&[("0001_widgets.sql", &edited)])),
-        Context::new("mig-broken", Some(&[("0001_widgets.sql", INIT), ("0002_broken.sql", broken)])),
-        Context::new("mig-slow", Some(&[("0001_widgets.sql", INIT), ("0002_slow.sql", "SELECT pg_sleep(120);\n")])),
+        Context::new("mig-orig", Some(&[("0101_widgets.sql", INIT)])),
+        Context::new("mig-edited", Some(&[("0101_widgets.sql", &edited)])),
+        Context::new("mig-broken", Some(&[("0101_widgets.sql", INIT), ("0102_broken.sql", broken)])),
+        Context::new("mig-slow", Some(&[("0101_widgets.sql", INIT), ("0102_slow.sql", "SELECT pg_sleep(120);\n")])),
     ];
     let images: Vec<(&str, &Context)> = names.iter().map(String::as_str).zip(contexts.iter()).collect();
     let stages = [
         migrate_stage("migrate", &names[0], &project, ""),
         migrate_stage("migrate-edited", &names[1], &project, ""),
         migrate_stage("migrate-broken", &names[2], &project, ""),
-        "  - name: rolled-back\n    kind: verify\n    gates:\n      - { name: no half migration, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT to_regclass('half_done') IS NULL, count(*) FROM schema_migrations\", expect_rows: [[t, \"1\"]] }\n".to_string(),
+        "  - name: rolled-back\n    kind: verify\n    gates:\n      - { name: no half migration, kind: sql, url: \"${HOST_DB_URL}\", query: \"SELECT to_regclass('half_done') IS NULL, count(*) FROM schema_migrations\", expect_rows: [[t, \"2\"]] }\n".to_string(),
         migrate_stage("migrate-slow", &names[3], &project, "    timeout: 4s\n"),
     ]
     .concat();
@@ -211,11 +211,11 @@ fn an_edited_or_failing_migration_stops_the_run_naming_the_file_and_the_statemen
 
     let edited = gate_text(&record, "migrate-edited");
     assert_eq!(stage(&record, "migrate-edited")["status"], "failed");
-    assert!(edited.contains("0001_widgets.sql") && edited.contains("never edit an applied migration"), "{edited}");
+    assert!(edited.contains("0101_widgets.sql") && edited.contains("never edit an applied migration"), "{edited}");
 
     let broken = gate_text(&record, "migrate-broken");
     assert_eq!(stage(&record, "migrate-broken")["status"], "failed");
-    assert!(broken.contains("migration 0002_broken.sql failed"), "{broken}");
+    assert!(broken.contains("migration 0102_broken.sql failed"), "{broken}");
     assert!(broken.contains("statement: ALTER TABLE no_such_table ADD COLUMN x INT"), "{broken}");
     assert!(broken.contains("no_such_table\" does not exist"), "the server's reason: {broken}");
     assert_eq!(stage(&record, "rolled-back")["status"], "passed", "the failed migration left no trace: {printed}");
@@ -227,7 +227,7 @@ fn an_edited_or_failing_migration_stops_the_run_naming_the_file_and_the_statemen
     // The first failure's evidence names the edited file; the run's first failure is that stage.
     assert_eq!(record["failure"]["stage"], "migrate-edited");
     let evidence = std::fs::read_to_string(ws.latest().join("evidence/README.md")).expect("an evidence bundle");
-    assert!(evidence.contains("0001_widgets.sql"), "{evidence}");
+    assert!(evidence.contains("0101_widgets.sql"), "{evidence}");
 
     assert!(migration_containers(record["id"].as_str().unwrap()).is_empty(), "a migration container was left");
     assert!(project_containers(&project).is_empty());

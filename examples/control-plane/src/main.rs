@@ -85,10 +85,6 @@ fn init_logging(level: &str) {
 }
 
 async fn migrate(config: &Config) -> Result<()> {
-    let all = match std::env::var("MIGRATIONS_DIR") {
-        Ok(dir) if !dir.trim().is_empty() => migrations::from_dir(std::path::Path::new(dir.trim()))?,
-        _ => migrations::embedded()?,
-    };
     let (mut client, connection) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls),
@@ -97,13 +93,13 @@ async fn migrate(config: &Config) -> Result<()> {
     .context("connecting to Postgres timed out")?
     .with_context(|| format!("connecting to Postgres at {}", redact::redact_url(&config.database_url)))?;
     let connection = tokio::spawn(connection);
-    let applied = migrations::migrate(&mut client, &all).await;
+    let applied = migrations::migrate(&mut client).await;
     drop(client);
     let _ = connection.await;
     let applied = applied?;
     tracing::info!(applied = ?applied, count = applied.len(), "migrations complete");
     // One plain line for the operator or pipeline step that ran it: how much was done.
-    let version = all.last().map_or(0, |m| m.version);
+    let version = migrations::highest_embedded();
     match applied.is_empty() {
         true => eprintln!("control-plane migrate: 0 applied, nothing to do; schema at version {version}"),
         false => eprintln!(

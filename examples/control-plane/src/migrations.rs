@@ -18,25 +18,35 @@ pub struct Migration {
     pub checksum: String,
 }
 
-/// The migrations compiled into this binary, in version order.
+/// Directory of extra `NNNN_name.sql` files applied after the compiled-in ones: a release built from the
+/// same binary (an image that bakes in later migrations) without a second compile.
+pub const MIGRATIONS_DIR_VAR: &str = "MIGRATIONS_DIR";
+
+/// The migrations this binary applies, in version order: the compiled-in ones plus `MIGRATIONS_DIR`'s.
 pub fn embedded() -> Result<Vec<Migration>> {
-    parse_all(EMBEDDED)
+    let dir = std::env::var(MIGRATIONS_DIR_VAR).ok().filter(|d| !d.trim().is_empty());
+    let extra = match dir {
+        Some(dir) => read_dir(std::path::Path::new(&dir))?,
+        None => Vec::new(),
+    };
+    let mut files: Vec<(&str, &str)> = EMBEDDED.to_vec();
+    files.extend(extra.iter().map(|(f, s)| (f.as_str(), s.as_str())));
+    parse_all(&files)
 }
 
-/// Migrations read from `dir` (`NNNN_name.sql` files) instead of the embedded ones: for rehearsing a
-/// migration before it is compiled in, and for tests of failing or edited migrations.
-pub fn from_dir(dir: &std::path::Path) -> Result<Vec<Migration>> {
+/// Every `.sql` file of a directory, as (file name, contents).
+fn read_dir(dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {MIGRATIONS_DIR_VAR} {}", dir.display()))?;
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading migrations from {}", dir.display()))? {
+    for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "sql") {
+        if path.extension().is_some_and(|ext| ext == "sql") {
             let sql = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             files.push((name, sql));
         }
     }
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
-    parse_all(&refs)
+    Ok(files)
 }
 
 /// Highest migration version this binary knows; a database ahead of it was migrated by a newer release.
@@ -203,14 +213,15 @@ pub async fn applied(client: &Client) -> Result<Vec<Applied>> {
     Ok(rows.iter().map(|r| Applied { version: r.get(0), name: r.get(1), checksum: r.get(2) }).collect())
 }
 
-/// Applies every pending migration of `embedded`, each in its own transaction, under an advisory lock.
+/// Applies every pending migration, each in its own transaction, under an advisory lock.
 /// Returns the files applied (empty on a second run).
-pub async fn migrate(client: &mut Client, embedded: &[Migration]) -> Result<Vec<String>> {
+pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
+    let embedded = embedded()?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
         .await
         .context("taking the migration advisory lock")?;
-    let outcome = migrate_locked(client, embedded).await;
+    let outcome = migrate_locked(client, &embedded).await;
     // Closing the session releases the lock anyway; unlocking keeps a reused connection clean.
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY]).await;
     outcome
@@ -274,6 +285,17 @@ mod tests {
     }
 
     #[test]
+    fn reads_extra_migrations_from_a_directory() {
+        let dir = std::env::temp_dir().join(format!("cp-migrations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0900_extra.sql"), "SELECT 1;").unwrap();
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        let files = read_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(files, vec![("0900_extra.sql".to_string(), "SELECT 1;".to_string())]);
+    }
+
+    #[test]
     fn checksum_is_sha256_hex() {
         assert_eq!(checksum(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
@@ -307,21 +329,6 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("0001_init.sql"));
         assert!(pending(&embedded, &applied).is_empty());
-    }
-
-    #[test]
-    fn reads_a_directory_of_migrations_in_version_order() {
-        let dir = std::env::temp_dir().join(format!("cp-migrations-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("0002_b.sql"), "SELECT 2;").unwrap();
-        std::fs::write(dir.join("0001_a.sql"), "SELECT 1;").unwrap();
-        std::fs::write(dir.join("README.md"), "not a migration").unwrap();
-        let all = from_dir(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        let all = all.unwrap();
-        assert_eq!(all.iter().map(|m| m.file.as_str()).collect::<Vec<_>>(), ["0001_a.sql", "0002_b.sql"]);
-        assert_eq!(all[1].checksum, checksum("SELECT 2;"));
-        assert!(from_dir(std::path::Path::new("/nonexistent/migrations")).is_err());
     }
 
     #[test]

@@ -43,6 +43,13 @@ fn set_up(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
         .current_dir(root)
         .status()?;
     anyhow::ensure!(status.success(), "building the test images failed (see the run's report above)");
+    // Drill tests put the service's debug binary into an image; `cargo test` itself does not build it.
+    eprintln!("set-up: the service's debug binary");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--package", "control-plane"])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(status.success(), "building control-plane failed");
     eprintln!("set-up: helm stand-in");
     let sh = xshell::Shell::new()?;
     crate::helm::standin::ensure(&sh, root)

@@ -4,6 +4,7 @@ pub mod check;
 pub mod data_gates;
 pub mod de;
 pub mod diag;
+pub mod drills;
 pub mod interp;
 pub mod model;
 pub mod schema;

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
+pub use super::drills::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -184,11 +185,13 @@ pub enum StageSpec {
     Helm(HelmStage),
     Compose(ComposeStage),
     Bench(BenchStage),
+    Drill(DrillSpec),
     Migrate(MigrateStage),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench", "migrate"];
+    pub const KINDS: &[&str] =
+        &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill", "migrate"];
 }
 
 /// Runs the service's migrations as a one-off container from the image just built, on a compose
@@ -823,6 +826,7 @@ impl StageSpec {
                 let urls: Vec<&str> = b.scenario.iter().map(|r| r.url.as_str()).collect();
                 format!("load {model} on {}", urls.join(", "))
             }
+            StageSpec::Drill(d) => d.target(),
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))

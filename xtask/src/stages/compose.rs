@@ -89,14 +89,14 @@ impl Compose {
 }
 
 /// `docker compose` (v2) when the CLI has it, else `docker-compose` (v1).
-async fn detect_tool() -> Vec<String> {
+pub(crate) async fn detect_tool() -> Vec<String> {
     let v2 =
         Command::new("docker").args(["compose", "version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
     if v2.is_ok_and(|s| s.success()) { vec!["docker".into(), "compose".into()] } else { vec!["docker-compose".into()] }
 }
 
 /// Compose accepts lowercase letters, digits, `-` and `_`.
-pub(super) fn project_name(raw: &str) -> String {
+pub(crate) fn project_name(raw: &str) -> String {
     raw.to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })

@@ -44,8 +44,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// The service binary and a Dockerfile; with `migrations`, those files are the image's migrations
-    /// (`MIGRATIONS_DIR`) instead of the ones embedded in the binary.
+    /// The service binary and a Dockerfile; with `migrations`, those files are applied after the
+    /// compiled-in ones (`MIGRATIONS_DIR`; their versions must come after the compiled-in 0001).
     pub fn new(name: &str, migrations: Option<&[(&str, &str)]>) -> Context {
         let dir = target_dir().join("xtask-test-contexts").join(super::unique(name));
         std::fs::create_dir_all(&dir).expect("context directory");
