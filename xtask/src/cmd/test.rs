@@ -39,7 +39,8 @@ fn run_inner(args: &TestArgs) -> anyhow::Result<ExitCode> {
 fn set_up(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     eprintln!("set-up: base image and infrastructure images (the pipeline's base-image and infra-images stages)");
     let status = std::process::Command::new(std::env::current_exe()?)
-        .args(["deploy", "--only", "base-image,infra-images"])
+        // A deploy of this checkout may be building the same images: wait for it rather than fail.
+        .args(["deploy", "--only", "base-image,infra-images", "--wait-lock", "30m"])
         .current_dir(root)
         .status()?;
     anyhow::ensure!(status.success(), "building the test images failed (see the run's report above)");

@@ -21,6 +21,8 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// The environment this pipeline was resolved for.
     pub env: String,
+    /// The values of variables marked `secret: true` (after overrides): to be redacted everywhere.
+    pub secret_values: Vec<String>,
 }
 
 /// Everything at the top level except the stages, which are read by hand (see `stage.rs`).
@@ -33,8 +35,10 @@ pub struct Header {
     /// A title for reports.
     #[serde(default)]
     pub name: Option<String>,
-    /// Values for `${NAME}` references. Each environment may override them.
+    /// Values for `${NAME}` references. Each environment may override them. A value written as
+    /// `{ value: "…", secret: true }` is redacted in all output, like a secret.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
     /// Named environments; `local` is used when `--env` is not given.
     #[serde(default)]
@@ -66,7 +70,25 @@ pub struct Environment {
     pub description: Option<String>,
     /// Overrides of the top-level variables.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
+}
+
+/// A variable's value, or `{ value, secret: true }` to redact the value in all output.
+// Read on the tree by `marked.rs`; this type only describes the two forms for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+#[allow(dead_code, reason = "schema only")]
+pub enum VariableSchema {
+    Value(String),
+    Marked {
+        value: String,
+        /// Redact this value in every output, like a secret.
+        #[serde(default)]
+        secret: bool,
+        #[serde(default)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

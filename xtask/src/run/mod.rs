@@ -2,5 +2,6 @@
 
 pub mod evidence;
 pub mod executor;
+pub mod lock;
 pub mod progress;
 pub mod record;
