@@ -54,7 +54,8 @@ fn main() -> anyhow::Result<()> {
     let secs = env_secs("LOAD_BENCH_SECS", 5);
     let rounds = env_secs("LOAD_BENCH_ROUNDS", 3);
     let connections = env_secs("LOAD_BENCH_CONNECTIONS", 50) as usize;
-    let rss_big = env_secs("LOAD_BENCH_RSS_REQUESTS", 10_000_000);
+    let rss_big = std::env::var("LOAD_BENCH_RSS_REQUESTS").ok().and_then(|v| v.parse().ok());
+    let rss_budget = env_secs("LOAD_BENCH_RSS_SECS", 240);
     let parts = std::env::var("LOAD_BENCH_PARTS").unwrap_or_else(|_| "closed,memory,open,stall".into());
     let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
 
@@ -68,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         closed_rounds(&sh, &url, connections, secs, rounds)?;
     }
     if part("memory") {
-        memory(&sh, &url, connections, rss_big)?;
+        memory(&sh, &url, connections, rss_big, rss_budget)?;
     }
     if part("open") {
         open_model(&sh, &url, connections, secs)?;
@@ -125,22 +126,39 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-/// Resident memory after 100 thousand and after `big` requests: nothing may grow per request.
-fn memory(sh: &Shell, url: &str, connections: usize, big: u64) -> anyhow::Result<()> {
+/// Resident memory after 100 thousand and after `big` requests (default: 10 million, or as many
+/// as fit in `budget_secs` at the rate of the first run): nothing may grow per request.
+fn memory(sh: &Shell, url: &str, connections: usize, big: Option<u64>, budget_secs: u64) -> anyhow::Result<()> {
+    const SMALL: u64 = 100_000;
+    const TARGET: u64 = 10_000_000;
     println!("\n## memory over many requests (closed model, {connections} connections)\n");
-    println!("| requests | seconds | VmHWM KiB | VmRSS KiB at end |");
-    println!("|---|---|---|---|");
-    let mut peaks = Vec::new();
-    for n in [100_000.min(big / 10), big] {
+    let run = |n: u64| -> anyhow::Result<(f64, u64, u64)> {
         let job = ChildJob { url: url.to_string(), connections, rate: None, duration_secs: None, requests: Some(n) };
         let (totals, report) = run_ours(sh, &job)?;
         anyhow::ensure!(report.result.completed == n, "only {} of {n} requests completed", report.result.completed);
-        println!("| {n} | {:.0} | {} | {} |", totals.seconds, report.vm_hwm_kib, report.vm_rss_kib);
-        peaks.push(report.vm_hwm_kib);
+        Ok((totals.seconds, report.vm_hwm_kib, report.vm_rss_kib))
+    };
+    let small = run(SMALL)?;
+    let big = big.unwrap_or_else(|| {
+        let fits = (SMALL as f64 / small.0 * budget_secs as f64) as u64 / SMALL * SMALL;
+        if fits < TARGET {
+            println!(
+                "(10 million requests would take about {:.0} s at this moment's rate; running {fits}, what fits in \
+                 {budget_secs} s; LOAD_BENCH_RSS_REQUESTS=10000000 forces the full count)\n",
+                TARGET as f64 * small.0 / SMALL as f64
+            );
+        }
+        fits.clamp(10 * SMALL, TARGET)
+    });
+    let large = run(big)?;
+    println!("| requests | seconds | VmHWM KiB | VmRSS KiB at end |");
+    println!("|---|---|---|---|");
+    for (n, (secs, hwm, rss)) in [(SMALL, small), (big, large)] {
+        println!("| {n} | {secs:.0} | {hwm} | {rss} |");
     }
-    let growth = peaks[1] as f64 - peaks[0] as f64;
+    let growth = large.1 as f64 - small.1 as f64;
     println!(
-        "\npeak RSS growth: {:.1} MiB (target: within a few MB, checked as ≤ 4 MiB): {}",
+        "\npeak RSS growth from {SMALL} to {big} requests: {:.2} MiB (target: within a few MB, checked as ≤ 4 MiB): {}",
         growth / 1024.0,
         verdict(growth <= 4096.0)
     );
