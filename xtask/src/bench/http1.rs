@@ -230,13 +230,16 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<(usize, (u16, F
             }
         }
     }
+    // After 101 the connection speaks another protocol.
+    if status == 101 {
+        keep_alive = false;
+    }
     let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = match (no_body, chunked, length) {
         (true, _, _) => Framing::Empty,
         (false, true, _) => Framing::Chunked,
         (false, false, Some(0)) => Framing::Empty,
         (false, false, Some(n)) => Framing::Length(n),
-        (false, false, None) if status == 101 => Framing::Empty,
         (false, false, None) => Framing::UntilClose,
     };
     Ok(Some((used, (status, framing, keep_alive))))
@@ -270,6 +273,10 @@ mod tests {
             (200, Framing::Chunked, true)
         );
         assert_eq!(head("HTTP/1.1 204 No Content\r\n\r\n"), (204, Framing::Empty, true));
+        assert_eq!(
+            head("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"),
+            (101, Framing::Empty, false)
+        );
         assert_eq!(head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"), (200, Framing::UntilClose, false));
         assert_eq!(head("HTTP/1.0 200 OK\r\n\r\n"), (200, Framing::UntilClose, false));
         assert_eq!(
