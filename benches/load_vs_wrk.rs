@@ -50,7 +50,11 @@ fn main() -> anyhow::Result<()> {
         let job: ChildJob = serde_json::from_str(args.get(i + 1).context("--child needs a job")?)?;
         return run_child(job);
     }
-    require_tools()?;
+    if let Err(missing) = require_tools() {
+        // A setup hint, not a failure to debug: no backtrace.
+        eprintln!("{missing}");
+        std::process::exit(1);
+    }
     let secs = env_secs("LOAD_BENCH_SECS", 5);
     let rounds = env_secs("LOAD_BENCH_ROUNDS", 3);
     let connections = env_secs("LOAD_BENCH_CONNECTIONS", 50) as usize;
