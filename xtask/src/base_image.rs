@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
 use xshell::{Shell, cmd};
 
 /// Label on the imported image recording which recipe made it, so a changed spec is rebuilt.
@@ -50,8 +51,16 @@ impl BaseImageSpec {
     }
 }
 
+/// The error of an `ensure` stopped by its cancellation token.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// How long a cancelled mmdebstrap or import gets to clean up (unmount, remove its temporary
+/// directory) before it is killed.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Makes sure `spec.image` exists and was made from this exact recipe; creates it otherwise.
-pub fn ensure(sh: &Shell, spec: &BaseImageSpec) -> Result<BaseImageStatus> {
+/// Cancelling stops the running program (and everything it started) and leaves no image behind.
+pub fn ensure(sh: &Shell, spec: &BaseImageSpec, cancel: &CancellationToken) -> Result<BaseImageStatus> {
     validate(spec)?;
     require_docker(sh)?;
     let recipe = recipe_args(spec);
@@ -62,10 +71,10 @@ pub fn ensure(sh: &Shell, spec: &BaseImageSpec) -> Result<BaseImageStatus> {
     let started = Instant::now();
     let tarball = spec.out_dir.join(format!("rootfs-{fingerprint}.tar"));
     if !sh.path_exists(&tarball) {
-        require_mmdebstrap(sh)?;
-        build_rootfs(sh, spec, &recipe, &tarball)?;
+        require_mmdebstrap(sh, cancel)?;
+        build_rootfs(sh, spec, &recipe, &tarball, cancel)?;
     }
-    import(sh, &spec.image, &fingerprint, &tarball)?;
+    import(sh, &spec.image, &fingerprint, &tarball, cancel)?;
     Ok(BaseImageStatus::Created { seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -150,7 +159,7 @@ fn image_fingerprint(sh: &Shell, image: &str) -> Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&output.stdout).trim().to_string()))
 }
 
-fn require_mmdebstrap(sh: &Shell) -> Result<()> {
+fn require_mmdebstrap(sh: &Shell, cancel: &CancellationToken) -> Result<()> {
     let present = || cmd!(sh, "mmdebstrap --version").quiet().ignore_stdout().run().is_ok();
     if present() {
         return Ok(());
@@ -161,10 +170,11 @@ fn require_mmdebstrap(sh: &Shell) -> Result<()> {
         bail!("mmdebstrap is not installed; install it with `apt-get install mmdebstrap` (as root)");
     }
     // A fresh CI machine: install it ourselves rather than fail.
-    run_captured(cmd!(sh, "apt-get update -q"), "apt-get update")?;
+    run_captured(cmd!(sh, "apt-get update -q"), "apt-get update", cancel)?;
     run_captured(
         cmd!(sh, "apt-get install -y -q mmdebstrap").env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install mmdebstrap",
+        cancel,
     )?;
     if !present() {
         bail!("mmdebstrap still not runnable after `apt-get install mmdebstrap`");
@@ -172,14 +182,23 @@ fn require_mmdebstrap(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-fn build_rootfs(sh: &Shell, spec: &BaseImageSpec, recipe: &[String], tarball: &Path) -> Result<()> {
+fn build_rootfs(
+    sh: &Shell,
+    spec: &BaseImageSpec,
+    recipe: &[String],
+    tarball: &Path,
+    cancel: &CancellationToken,
+) -> Result<()> {
     sh.create_dir(&spec.out_dir).with_context(|| format!("creating {}", spec.out_dir.display()))?;
     remove_stale_tarballs(sh, &spec.out_dir)?;
     // Written aside and renamed, so an interrupted run never leaves a tarball that looks finished.
     let partial = tarball.with_extension("tar.partial");
     let sources = &spec.sources;
-    let result =
-        run_captured(cmd!(sh, "mmdebstrap --quiet --format=tar {recipe...} {partial} {sources...}"), "mmdebstrap");
+    let result = run_captured(
+        cmd!(sh, "mmdebstrap --quiet --format=tar {recipe...} {partial} {sources...}"),
+        "mmdebstrap",
+        cancel,
+    );
     if let Err(err) = result {
         let _ = sh.remove_path(&partial);
         return Err(err);
@@ -197,7 +216,7 @@ fn remove_stale_tarballs(sh: &Shell, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn import(sh: &Shell, image: &str, fingerprint: &str, tarball: &Path) -> Result<()> {
+fn import(sh: &Shell, image: &str, fingerprint: &str, tarball: &Path, cancel: &CancellationToken) -> Result<()> {
     let label = format!("LABEL {FINGERPRINT_LABEL}={fingerprint}");
     run_captured(
         cmd!(sh, "docker import")
@@ -207,12 +226,16 @@ fn import(sh: &Shell, image: &str, fingerprint: &str, tarball: &Path) -> Result<
             .arg(tarball)
             .arg(image),
         "docker import",
+        cancel,
     )
 }
 
 /// Runs quietly; on failure the error carries the tail of stderr, which says what went wrong.
-fn run_captured(command: xshell::Cmd<'_>, what: &str) -> Result<()> {
-    let output = command.quiet().ignore_status().output().with_context(|| format!("starting {what}"))?;
+fn run_captured(command: xshell::Cmd<'_>, what: &str, cancel: &CancellationToken) -> Result<()> {
+    let output = match crate::process::run(command, cancel, GRACE).with_context(|| format!("starting {what}"))? {
+        crate::process::Ran::Exited(output) => output,
+        crate::process::Ran::Cancelled => bail!(INTERRUPTED),
+    };
     if output.status.success() {
         return Ok(());
     }
@@ -251,7 +274,7 @@ mod tests {
     fn bad_names_are_rejected_before_anything_runs() {
         let mut bad = spec();
         bad.packages.push("--force-yes".into());
-        let err = ensure(&Shell::new().unwrap(), &bad).unwrap_err().to_string();
+        let err = ensure(&Shell::new().unwrap(), &bad, &CancellationToken::new()).unwrap_err().to_string();
         assert!(err.contains("--force-yes"), "{err}");
     }
 
@@ -263,9 +286,10 @@ mod tests {
         let sh = Shell::new().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let spec = BaseImageSpec::bookworm(&root);
-        let first = ensure(&sh, &spec).unwrap();
+        let cancel = CancellationToken::new();
+        let first = ensure(&sh, &spec, &cancel).unwrap();
         eprintln!("base image: {first:?}");
-        assert_eq!(ensure(&sh, &spec).unwrap(), BaseImageStatus::AlreadyPresent);
+        assert_eq!(ensure(&sh, &spec, &cancel).unwrap(), BaseImageStatus::AlreadyPresent);
         let fingerprint = image_fingerprint(&sh, &spec.image).unwrap();
         assert_eq!(fingerprint, Some(super::fingerprint(&recipe_args(&spec))));
     }
@@ -287,7 +311,7 @@ mod tests {
         sh.set_var("PATH", bin.path());
         let mut spec = BaseImageSpec::bookworm(bin.path());
         spec.image = "rehearsal-test/never-created:missing-mmdebstrap".into();
-        let err = ensure(&sh, &spec).unwrap_err().to_string();
+        let err = ensure(&sh, &spec, &CancellationToken::new()).unwrap_err().to_string();
         assert!(err.contains("apt-get install mmdebstrap"), "{err}");
         assert!(!sh.path_exists(&spec.out_dir), "nothing written before mmdebstrap runs");
     }

@@ -37,3 +37,40 @@ pub async fn tail_logs(docker: &Docker, id: &str, lines: usize) -> String {
         docker.logs(id, Some(options)).filter_map(|c| async move { c.ok().map(|c| c.to_string()) }).collect().await;
     crate::redact::redact(chunks.concat().trim_end()).into_owned()
 }
+
+/// What a command run inside a container printed, and how it exited.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (no shell unless it is one) inside a running container as `user`, waiting for it to end.
+pub async fn exec(docker: &Docker, container: &str, user: &str, cmd: &[&str]) -> anyhow::Result<ExecOutput> {
+    use bollard::exec::{StartExecOptions, StartExecResults};
+    use bollard::models::ExecConfig;
+    use futures::StreamExt;
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        user: Some(user.to_string()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let created = docker.create_exec(container, config).await?;
+    let options = StartExecOptions { detach: false, tty: false, output_capacity: None };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, Some(options)).await? {
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+    }
+    let inspected = docker.inspect_exec(&created.id).await?;
+    Ok(ExecOutput { exit_code: inspected.exit_code.unwrap_or(-1), stdout, stderr })
+}

@@ -9,6 +9,7 @@ mod gates;
 mod git;
 mod helm;
 mod plan;
+mod process;
 mod redact;
 mod report;
 mod run;
@@ -42,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline (exit 0 passed, 1 a gate failed, 2 invalid input, 130 interrupted).
+    /// Run the pipeline (exit 0 passed, 1 a gate failed, 2 invalid input, 3 environment locked, 130 interrupted).
     Deploy(cmd::deploy::DeployArgs),
     /// Load-test one URL with the pipeline's load generator (closed or open model).
     Bench(cmd::bench::BenchArgs),
@@ -59,6 +60,8 @@ enum Command {
     },
     /// Set up what the tests need (base image, helm stand-in), then run `cargo test --workspace`.
     Test(cmd::test::TestArgs),
+    /// Clear the lock a dead run left on an environment (`--env`, default local); refuses while its run lives.
+    Unlock,
     /// Regenerate pipeline.schema.json.
     Schema {
         #[arg(long, value_name = "FILE")]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Validate => cmd::validate::run(&cli.pipeline),
         Command::Report { run, templates } => cmd::report::run(run.as_deref(), templates.as_deref()),
         Command::Test(args) => cmd::test::run(args),
+        Command::Unlock => cmd::unlock::run(&cli.pipeline),
         Command::Schema { out } => cmd::schema::run(out.as_deref()),
     }
 }

@@ -14,11 +14,24 @@ pub fn register(value: &str) {
         return;
     }
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| s == value) {
-        secrets.push(value.to_string());
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for form in escaped_forms(value) {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
     }
+    // Longest first, so a secret containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// The value as written into run.json (JSON string escapes) and into report.html and junit.xml
+/// (minijinja's HTML escaping), besides the value itself: redaction runs on the written text.
+fn escaped_forms(value: &str) -> Vec<String> {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json.get(1..json.len().saturating_sub(1)).unwrap_or(value).to_string();
+    let html = minijinja::HtmlEscape(value).to_string();
+    let mut forms = vec![value.to_string(), json, html];
+    forms.dedup();
+    forms
 }
 
 /// `text` with every registered secret replaced by `***`.
@@ -53,6 +66,13 @@ mod tests {
         assert_eq!(mask_url_password("redis://:secret@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
         assert_eq!(mask_url_password("http://host:9090/a@b"), "http://host:9090/a@b");
         assert_eq!(mask_url_password("postgres://u@db/x"), "postgres://u@db/x");
+    }
+
+    #[test]
+    fn masks_escaped_forms_too() {
+        register("q\"uo<te>&/x");
+        assert_eq!(redact(r#"{"v":"q\"uo<te>&/x"}"#), r#"{"v":"***"}"#);
+        assert_eq!(redact("<td>q&quot;uo&lt;te&gt;&amp;&#x2f;x</td>"), "<td>***</td>");
     }
 
     #[test]

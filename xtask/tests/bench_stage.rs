@@ -2,35 +2,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use common::{Workspace, stderr, stdout};
-
-/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering every request with 200 "ok".
-fn server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" && writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    address
-}
 
 fn pipeline(url: &str, thresholds: &str) -> String {
     format!(
@@ -40,7 +14,7 @@ fn pipeline(url: &str, thresholds: &str) -> String {
 
 #[test]
 fn thresholds_that_hold_pass_and_the_report_shows_the_figures() {
-    let url = format!("http://{}/", server());
+    let url = format!("http://{}/", common::http_ok_server());
     let ws = Workspace::new(&pipeline(
         &url,
         "      - { check: \"p99 < 5s\", checklist: [perf] }\n      - { check: \"error_rate < 1%\" }\n",
@@ -59,7 +33,7 @@ fn thresholds_that_hold_pass_and_the_report_shows_the_figures() {
 
 #[test]
 fn a_threshold_that_does_not_hold_fails_the_gate() {
-    let url = format!("http://{}/", server());
+    let url = format!("http://{}/", common::http_ok_server());
     let ws = Workspace::new(&pipeline(&url, "      - { check: \"throughput > 100000000/s\" }\n"));
     let out = ws.run(&["deploy"]);
     assert_eq!(out.status.code(), Some(1));

@@ -18,9 +18,35 @@ pub struct Migration {
     pub checksum: String,
 }
 
-/// The migrations compiled into this binary, in version order.
+/// Directory of extra `NNNN_name.sql` files applied after the compiled-in ones: a release built from the
+/// same binary (an image that bakes in later migrations) without a second compile.
+pub const MIGRATIONS_DIR_VAR: &str = "MIGRATIONS_DIR";
+
+/// The migrations this binary applies, in version order: the compiled-in ones plus `MIGRATIONS_DIR`'s.
 pub fn embedded() -> Result<Vec<Migration>> {
-    parse_all(EMBEDDED)
+    let dir = std::env::var(MIGRATIONS_DIR_VAR).ok().filter(|d| !d.trim().is_empty());
+    let extra = match dir {
+        Some(dir) => read_dir(std::path::Path::new(&dir))?,
+        None => Vec::new(),
+    };
+    let mut files: Vec<(&str, &str)> = EMBEDDED.to_vec();
+    files.extend(extra.iter().map(|(f, s)| (f.as_str(), s.as_str())));
+    parse_all(&files)
+}
+
+/// Every `.sql` file of a directory, as (file name, contents).
+fn read_dir(dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {MIGRATIONS_DIR_VAR} {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "sql") {
+            let sql = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((name, sql));
+        }
+    }
+    Ok(files)
 }
 
 /// Highest migration version this binary knows; a database ahead of it was migrated by a newer release.
@@ -256,6 +282,17 @@ mod tests {
         assert!(parse("00x1_init.sql", "").is_err());
         assert!(parse("0001_init.txt", "").is_err());
         assert!(parse("0001_.sql", "").is_err());
+    }
+
+    #[test]
+    fn reads_extra_migrations_from_a_directory() {
+        let dir = std::env::temp_dir().join(format!("cp-migrations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0900_extra.sql"), "SELECT 1;").unwrap();
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        let files = read_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(files, vec![("0900_extra.sql".to_string(), "SELECT 1;".to_string())]);
     }
 
     #[test]

@@ -9,10 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{SelectArgs, usage_errors};
 use super::{
-    EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, PipelineArgs, Secrets, builtins, load, runs_dir,
+    EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_LOCKED, EXIT_PASSED, PipelineArgs, Secrets, builtins, load,
+    runs_dir,
 };
 use crate::plan;
 use crate::run::executor::Executor;
+use crate::run::lock::{self, EnvLock, Holder, LockError};
 use crate::run::progress::{Event, Progress};
 use crate::run::record::{self, Failure, Options, RunRecord, StageRecord, Status, Tool};
 
@@ -29,6 +31,10 @@ pub struct DeployArgs {
     /// Templates replacing the built-in report templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<std::path::PathBuf>,
+    /// When another run holds the environment, wait up to this long for it (e.g. 10m) instead of
+    /// failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait_lock: Option<std::time::Duration>,
 }
 
 pub struct Output {
@@ -49,6 +55,14 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         Ok(plan) => plan,
         Err(errors) => return usage_errors(&errors),
     };
+    // Held until this function returns, on every path; a forced exit clears it in `watch_signals`.
+    let lock = match deploy.dry_run {
+        true => None,
+        false => match take_lock(&loaded.base_dir, &plan.environment, &run_id, deploy.wait_lock).await {
+            Ok(lock) => Some(lock),
+            Err(code) => return code,
+        },
+    };
     let runs = runs_dir(&loaded.base_dir);
     let run_dir = runs.join(&run_id);
     if let Err(e) = std::fs::create_dir_all(&run_dir) {
@@ -60,7 +74,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         progress.emit(Event::Note(&super::plan::render(&plan)));
     }
     let interrupt = CancellationToken::new();
-    watch_signals(interrupt.clone(), run_dir.clone());
+    watch_signals(interrupt.clone(), run_dir.clone(), lock.as_ref().map(|l| l.path().to_path_buf()));
 
     let mut record = RunRecord {
         schema: record::RECORD_SCHEMA,
@@ -75,7 +89,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         duration_ms: 0,
         git,
         tool: Tool { name: "xtask".into(), version: env!("CARGO_PKG_VERSION").into() },
-        host: hostname(),
+        host: lock::hostname(),
         options: Options {
             only: selector.only.clone(),
             from: selector.from.clone(),
@@ -188,12 +202,33 @@ fn first_failure(stages: &[StageRecord]) -> Option<Failure> {
     })
 }
 
+/// The environment's lock, or the exit code when another run holds it (or left it behind).
+async fn take_lock(
+    base_dir: &Path,
+    env: &str,
+    run_id: &str,
+    wait: Option<std::time::Duration>,
+) -> Result<EnvLock, ExitCode> {
+    let path = lock::lock_path(base_dir, env);
+    let holder = Holder::this_process(run_id);
+    let on_wait = |current: &Holder| eprintln!("waiting for environment `{env}`, in use by {current}");
+    EnvLock::acquire(&path, env, &holder, wait, on_wait).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(match e {
+            LockError::Io(_) => EXIT_INVALID,
+            _ => EXIT_LOCKED,
+        })
+    })
+}
+
 /// First SIGINT/SIGTERM: cancel and clean up. Second: leave at once, marking the record interrupted.
-fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
+fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf, lock: Option<std::path::PathBuf>) {
+    // Registered here, before any stage starts: inside the task they would wait for it to be polled,
+    // and a signal arriving first would kill the process with nothing cleaned up.
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return;
-        };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("interrupted: stopping the running stages and cleaning up (interrupt again to force exit)");
         interrupt.cancel();
@@ -204,6 +239,10 @@ fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
             r.exit_code = i32::from(EXIT_INTERRUPTED);
             let _ = record::write(&run_dir, &r);
         }
+        // No destructor runs past `exit`: the lock record would be left for the next run to find.
+        if let Some(lock) = &lock {
+            lock::clear_on_forced_exit(lock);
+        }
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
 }
@@ -212,8 +251,4 @@ fn watch_signals(interrupt: CancellationToken, run_dir: std::path::PathBuf) {
 /// name a compose project.
 fn new_run_id() -> String {
     format!("{}-{}", jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S"), std::process::id())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ pub mod plan;
 pub mod report;
 pub mod schema;
 pub mod test;
+pub mod unlock;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use crate::config::{self, LoadOptions, Pipeline, SecretSpec};
 pub const EXIT_PASSED: u8 = 0;
 pub const EXIT_GATE_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
+/// Another run holds the environment, or a dead run left it locked; nothing was run.
+pub const EXIT_LOCKED: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Options every subcommand that reads pipeline.yaml takes.
@@ -48,20 +51,11 @@ pub struct Loaded {
 
 /// Loads and checks the pipeline; on any problem prints located diagnostics and yields exit code 2.
 pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, String>) -> Result<Loaded, ExitCode> {
-    let file = match &args.file {
-        Some(file) => file.clone(),
-        None => find_pipeline().ok_or_else(|| {
-            eprintln!("error: no pipeline.yaml in this directory or any parent; pass --file");
-            ExitCode::from(EXIT_INVALID)
-        })?,
-    };
+    let (file, base_dir) = locate(args)?;
     let overrides = parse_vars(&args.vars).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_INVALID)
     })?;
-    let base_dir =
-        file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
-    let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
     let mut builtins = builtins;
     builtins.insert("REPO_ROOT".into(), base_dir.display().to_string());
     builtins.insert("ENVIRONMENT".into(), args.env.clone().unwrap_or_else(|| config::DEFAULT_ENV.into()));
@@ -85,7 +79,12 @@ pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, St
     };
     let result = config::read_source(&file).and_then(|source| config::load(&source, &options));
     match result {
-        Ok(pipeline) => Ok(Loaded { pipeline, file, base_dir }),
+        Ok(pipeline) => {
+            for value in &pipeline.secret_values {
+                crate::redact::register(value);
+            }
+            Ok(Loaded { pipeline, file, base_dir })
+        }
         Err(diagnostics) => {
             eprint!("{diagnostics}");
             let n = diagnostics.items.len();
@@ -93,6 +92,21 @@ pub fn load(args: &PipelineArgs, secrets: Secrets, builtins: BTreeMap<String, St
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// The pipeline file and its directory (where `target/xtask/` lives), without reading the file.
+pub fn locate(args: &PipelineArgs) -> Result<(PathBuf, PathBuf), ExitCode> {
+    let file = match &args.file {
+        Some(file) => file.clone(),
+        None => find_pipeline().ok_or_else(|| {
+            eprintln!("error: no pipeline.yaml in this directory or any parent; pass --file");
+            ExitCode::from(EXIT_INVALID)
+        })?,
+    };
+    let base_dir =
+        file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| ".".into());
+    let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
+    Ok((file, base_dir))
 }
 
 /// `pipeline.yaml` here or in the nearest parent, as a relative path so messages stay short.

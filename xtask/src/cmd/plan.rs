@@ -34,10 +34,11 @@ pub fn run(args: &PipelineArgs, select: &SelectArgs, json: bool) -> ExitCode {
         Ok(plan) => plan,
         Err(errors) => return usage_errors(&errors),
     };
+    // Variables marked secret have their real values even here.
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialize"));
+        println!("{}", crate::redact::redact(&serde_json::to_string_pretty(&plan).expect("plans serialize")));
     } else {
-        print!("{}", render(&plan));
+        print!("{}", crate::redact::redact(&render(&plan)));
     }
     ExitCode::from(EXIT_PASSED)
 }

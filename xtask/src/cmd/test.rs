@@ -39,10 +39,18 @@ fn run_inner(args: &TestArgs) -> anyhow::Result<ExitCode> {
 fn set_up(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     eprintln!("set-up: base image and infrastructure images (the pipeline's base-image and infra-images stages)");
     let status = std::process::Command::new(std::env::current_exe()?)
-        .args(["deploy", "--only", "base-image,infra-images"])
+        // A deploy of this checkout may be building the same images: wait for it rather than fail.
+        .args(["deploy", "--only", "base-image,infra-images", "--wait-lock", "30m"])
         .current_dir(root)
         .status()?;
     anyhow::ensure!(status.success(), "building the test images failed (see the run's report above)");
+    // Drill tests put the service's debug binary into an image; `cargo test` itself does not build it.
+    eprintln!("set-up: the service's debug binary");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--package", "control-plane"])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(status.success(), "building control-plane failed");
     eprintln!("set-up: helm stand-in");
     let sh = xshell::Shell::new()?;
     crate::helm::standin::ensure(&sh, root)

@@ -28,8 +28,9 @@ pub fn dependencies(stages: &[Stage]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Every cross-reference problem in the file. `stages_node` is the `stages:` list the stages came from.
-pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> Vec<Diagnostic> {
+/// Every cross-reference problem in the file. `root` is the tree the header and stages were read from.
+pub fn check(header: &Header, stages: &[Stage], root: &Node) -> Vec<Diagnostic> {
+    let stages_node = root.get("stages");
     let nodes: Vec<&Node> = stages_node.and_then(Node::as_seq).map(|s| s.iter().collect()).unwrap_or_default();
     let at = |i: usize, key: &str| nodes.get(i).and_then(|n| n.get(key)).map(|n| n.span).unwrap_or(stages[i].span);
     let mut errors = Vec::new();
@@ -98,7 +99,7 @@ pub fn check(header: &Header, stages: &[Stage], stages_node: Option<&Node>) -> V
                 .help("a stage without `needs` follows the stage before it; break the cycle by changing one `needs`"),
         );
     }
-    check_signoffs(header, &mut errors);
+    check_signoffs(header, root.get("signoffs"), &mut errors);
     errors
 }
 
@@ -180,11 +181,18 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
     }
 }
 
-fn check_signoffs(header: &Header, errors: &mut Vec<Diagnostic>) {
+fn check_signoffs(header: &Header, signoffs: Option<&Node>, errors: &mut Vec<Diagnostic>) {
     let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
-    for signoff in &header.signoffs {
+    let nodes = signoffs.and_then(Node::as_seq).unwrap_or_default();
+    for (i, signoff) in header.signoffs.iter().enumerate() {
         if !ids.contains(&signoff.checklist.as_str()) {
-            errors.push(unknown_item(&signoff.checklist, &ids));
+            let node = nodes.get(i);
+            let span = node.and_then(|n| n.get("checklist")).or(node).or(signoffs).map(|n| n.span);
+            let d = unknown_item(&signoff.checklist, &ids);
+            errors.push(match span {
+                Some(span) => d.at(span),
+                None => d,
+            });
         }
     }
 }

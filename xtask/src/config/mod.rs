@@ -4,7 +4,11 @@ pub mod check;
 pub mod data_gates;
 pub mod de;
 pub mod diag;
+pub mod drills;
+#[cfg(test)]
+mod fuzz;
 pub mod interp;
+mod marked;
 pub mod model;
 pub mod schema;
 pub mod source;
@@ -64,7 +68,9 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnost
     let fail = |items: Vec<Diagnostic>| Diagnostics { source: source.clone(), items };
     let mut root = tree::parse(&source.text).map_err(|d| fail(vec![d]))?;
     check_root(&root).map_err(|d| fail(vec![d]))?;
-    let errors = interpolate_variables(&mut root, options);
+    let mut errors = Vec::new();
+    let secret_vars = marked::unmark(&mut root, &mut errors);
+    errors.extend(interpolate_variables(&mut root, options));
     if !errors.is_empty() {
         return Err(fail(errors));
     }
@@ -72,6 +78,8 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnost
     let env = resolve_env(&header_raw, &root, options).map_err(|d| fail(vec![d]))?;
 
     let vars = variables(&header_raw, &env, options);
+    let secret_values =
+        secret_vars.iter().filter_map(|name| vars.get(name)).filter(|v| !v.is_empty()).cloned().collect();
     let mut errors = Vec::new();
     let secret = |name: &str| match header_raw.secrets.get(name) {
         Some(spec) => (options.secret)(name, spec),
@@ -98,11 +106,11 @@ pub fn load(source: &Source, options: &LoadOptions) -> Result<Pipeline, Diagnost
     if !errors.is_empty() {
         return Err(fail(errors));
     }
-    let errors = check::check(&header, &stages, root.get("stages"));
+    let errors = check::check(&header, &stages, &root);
     if !errors.is_empty() {
         return Err(fail(errors));
     }
-    Ok(Pipeline { header, stages, env })
+    Ok(Pipeline { header, stages, env, secret_values })
 }
 
 /// The root must be a mapping with a known `version`, checked first: a wrong version explains everything else.

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
+pub use super::drills::*;
 use super::source::Span;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,6 +21,8 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// The environment this pipeline was resolved for.
     pub env: String,
+    /// The values of variables marked `secret: true` (after overrides): to be redacted everywhere.
+    pub secret_values: Vec<String>,
 }
 
 /// Everything at the top level except the stages, which are read by hand (see `stage.rs`).
@@ -32,8 +35,10 @@ pub struct Header {
     /// A title for reports.
     #[serde(default)]
     pub name: Option<String>,
-    /// Values for `${NAME}` references. Each environment may override them.
+    /// Values for `${NAME}` references. Each environment may override them. A value written as
+    /// `{ value: "…", secret: true }` is redacted in all output, like a secret.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
     /// Named environments; `local` is used when `--env` is not given.
     #[serde(default)]
@@ -65,7 +70,25 @@ pub struct Environment {
     pub description: Option<String>,
     /// Overrides of the top-level variables.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableSchema>")]
     pub variables: BTreeMap<String, String>,
+}
+
+/// A variable's value, or `{ value, secret: true }` to redact the value in all output.
+// Read on the tree by `marked.rs`; this type only describes the two forms for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+#[allow(dead_code, reason = "schema only")]
+pub enum VariableSchema {
+    Value(String),
+    Marked {
+        value: String,
+        /// Redact this value in every output, like a secret.
+        #[serde(default)]
+        secret: bool,
+        #[serde(default)]
+        description: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -184,10 +207,11 @@ pub enum StageSpec {
     Helm(HelmStage),
     Compose(ComposeStage),
     Bench(BenchStage),
+    Drill(DrillSpec),
 }
 
 impl StageSpec {
-    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench"];
+    pub const KINDS: &[&str] = &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill"];
 }
 
 /// A load benchmark; each threshold is a gate.
@@ -781,6 +805,7 @@ impl StageSpec {
                 let urls: Vec<&str> = b.scenario.iter().map(|r| r.url.as_str()).collect();
                 format!("load {model} on {}", urls.join(", "))
             }
+            StageSpec::Drill(d) => d.target(),
             StageSpec::Build(b) => {
                 let names: Vec<&str> = b.images.iter().map(|i| i.name.as_str()).collect();
                 format!("docker build {}", names.join(", "))

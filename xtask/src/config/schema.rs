@@ -15,7 +15,14 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("helm", of::<HelmStage>()),
         ("compose", of::<ComposeStage>()),
         ("bench", of::<BenchStage>()),
+        // One schema per drill type (see `drill_types`); this entry only names the kind.
+        ("drill", Value::Null),
     ]
+}
+
+/// Each drill type (`drill:` in a `drill` stage) with the schema of its own keys.
+fn drill_types() -> Vec<(&'static str, Value)> {
+    vec![("rollback", of::<RollbackDrill>()), ("backup", of::<BackupDrill>())]
 }
 
 /// Each gate kind with the schema of its own keys.
@@ -52,10 +59,16 @@ pub fn generate() -> Value {
         gate_refs.push(json!({ "$ref": format!("#/$defs/{name}") }));
     }
     let mut stage_refs = Vec::new();
-    for (kind, spec) in stage_kinds() {
-        let name = format!("Stage_{kind}");
+    let drills = drill_types().into_iter().map(|(drill, spec)| ("drill", Some(drill), spec));
+    let kinds = stage_kinds().into_iter().filter(|(_, spec)| !spec.is_null()).map(|(kind, spec)| (kind, None, spec));
+    for (kind, drill, spec) in kinds.chain(drills) {
+        let name = drill.map_or_else(|| format!("Stage_{kind}"), |d| format!("Stage_{kind}_{d}"));
         let mut stage = merged(kind, of::<StageCommon>(), spec, &mut defs);
         stage["properties"]["gates"] = json!({ "type": "array", "items": { "oneOf": gate_refs } });
+        if let Some(drill) = drill {
+            stage["properties"]["drill"] = json!({ "const": drill });
+            stage["required"].as_array_mut().expect("merged lists required keys").push(json!("drill"));
+        }
         defs.insert(name.clone(), stage);
         stage_refs.push(json!({ "$ref": format!("#/$defs/{name}") }));
     }
@@ -103,5 +116,7 @@ mod tests {
         assert_eq!(stages, StageSpec::KINDS);
         let gates: Vec<&str> = gate_kinds().iter().map(|(k, _)| *k).collect();
         assert_eq!(gates, GateSpec::KINDS);
+        let drills: Vec<&str> = drill_types().iter().map(|(k, _)| *k).collect();
+        assert_eq!(drills, DrillSpec::TYPES);
     }
 }

@@ -3,6 +3,7 @@
 use super::data_gates::{ContainerGate, EtcdGate, LogsGate, PrometheusGate, RedisGate, SqlGate};
 use super::de::from_node;
 use super::diag::{Diagnostic, nearest};
+use super::drills::{BackupDrill, DrillSpec, RollbackDrill};
 use super::model::{ExitCodeGate, Gate, GateCommon, GateSpec, Stage, StageCommon, StageSpec};
 use super::tree::{Node, Value};
 
@@ -55,8 +56,34 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "helm" => StageSpec::Helm(from_node(node)?),
         "compose" => StageSpec::Compose(from_node(node)?),
         "bench" => StageSpec::Bench(from_node(node)?),
+        "drill" => StageSpec::Drill(drill_spec(node)?),
         _ => return Ok(None),
     }))
+}
+
+/// A drill's `drill:` key picks its type; the other keys are that type's.
+fn drill_spec(node: &Node) -> Result<DrillSpec, Diagnostic> {
+    let Some(which) = node.get("drill") else {
+        return Err(Diagnostic::new("a `drill` stage needs `drill:`, the drill it runs")
+            .at(node.span)
+            .expected(format!("`drill:` one of {}", DrillSpec::TYPES.join(", "))));
+    };
+    let rest = Node {
+        value: Value::Map(
+            node.as_map().unwrap_or_default().iter().filter(|(k, _)| k.as_str() != Some("drill")).cloned().collect(),
+        ),
+        span: node.span,
+    };
+    // A rule about one key points at that key.
+    let at = |key: &str| node.get(key).unwrap_or(node);
+    Ok(match which.as_str().unwrap_or_default() {
+        "rollback" => {
+            let spec: RollbackDrill = from_node(&rest)?;
+            DrillSpec::Rollback(valid(spec, |s| s.fingerprints.validate(), at("fingerprints"))?)
+        }
+        "backup" => DrillSpec::Backup(valid(from_node(&rest)?, BackupDrill::validate, at("dump"))?),
+        other => return Err(unknown_kind("drill", other, which, DrillSpec::TYPES)),
+    })
 }
 
 fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {

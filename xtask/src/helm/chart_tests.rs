@@ -151,7 +151,7 @@ fn template_error_fails_lint() {
     assert!(out.stdout.starts_with("==> Linting "), "{}", out.stdout);
     assert!(out.stdout.contains("[ERROR] templates/"), "{}", out.stdout);
     assert!(out.stdout.contains("nosuchfunction"), "{}", out.stdout);
-    let template = render::template(&Shell::new().unwrap(), &helm, &args).unwrap();
+    let template = render::template(&Shell::new().unwrap(), &helm, &args, &Default::default()).unwrap();
     assert_eq!(template.exit_code, Some(1));
     assert!(template.stderr.starts_with("Error: "), "{}", template.stderr);
     assert!(template.stdout.is_empty());

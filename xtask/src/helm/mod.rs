@@ -72,11 +72,12 @@ pub fn check_chart(
     args: &ChartArgs,
     input: &PolicyInput,
 ) -> anyhow::Result<Result<ChartChecked, ChartFailure>> {
-    let lint = render::lint(sh, helm, args)?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let lint = render::lint(sh, helm, args, &cancel)?;
     if !lint.success() {
         return Ok(Err(ChartFailure::Lint(lint)));
     }
-    let template = render::template(sh, helm, args)?;
+    let template = render::template(sh, helm, args, &cancel)?;
     if !template.success() {
         return Ok(Err(ChartFailure::Template(template)));
     }

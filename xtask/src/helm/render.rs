@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use xshell::{Shell, cmd};
 
 /// One chart with the values of one environment.
@@ -63,26 +64,30 @@ impl HelmOutput {
 }
 
 /// `helm lint --strict CHART …`: warnings fail too, so a chart that lints is clean.
-pub fn lint(sh: &Shell, helm: &Path, args: &ChartArgs) -> anyhow::Result<HelmOutput> {
+pub fn lint(sh: &Shell, helm: &Path, args: &ChartArgs, cancel: &CancellationToken) -> anyhow::Result<HelmOutput> {
     let chart = &args.chart;
     let flags = args.values_flags();
-    run(cmd!(sh, "{helm} lint --strict {chart} {flags...}"))
+    run(cmd!(sh, "{helm} lint --strict {chart} {flags...}"), cancel)
 }
 
 /// `helm template RELEASE CHART …`: the manifests an install would send.
-pub fn template(sh: &Shell, helm: &Path, args: &ChartArgs) -> anyhow::Result<HelmOutput> {
+pub fn template(sh: &Shell, helm: &Path, args: &ChartArgs, cancel: &CancellationToken) -> anyhow::Result<HelmOutput> {
     let (release, chart) = (&args.release, &args.chart);
     let flags = args.values_flags();
-    run(cmd!(sh, "{helm} template {release} {chart} {flags...}"))
+    run(cmd!(sh, "{helm} template {release} {chart} {flags...}"), cancel)
 }
 
-fn run(command: xshell::Cmd<'_>) -> anyhow::Result<HelmOutput> {
+/// The error of a helm command stopped by its cancellation token.
+pub const INTERRUPTED: &str = "interrupted";
+
+fn run(command: xshell::Cmd<'_>, cancel: &CancellationToken) -> anyhow::Result<HelmOutput> {
     let shown = command.to_string();
-    let output = command
-        .quiet()
-        .ignore_status()
-        .output()
+    let ran = crate::process::run(command, cancel, std::time::Duration::from_secs(5))
         .with_context(|| format!("could not run `{shown}` (is helm on PATH, or the stand-in installed?)"))?;
+    let output = match ran {
+        crate::process::Ran::Exited(output) => output,
+        crate::process::Ran::Cancelled => anyhow::bail!(INTERRUPTED),
+    };
     Ok(HelmOutput {
         command: shown,
         exit_code: output.status.code(),
@@ -120,7 +125,7 @@ mod tests {
             set: vec![],
             namespace: None,
         };
-        let err = lint(&sh, Path::new("/nonexistent/helm"), &args).unwrap_err();
+        let err = lint(&sh, Path::new("/nonexistent/helm"), &args, &CancellationToken::new()).unwrap_err();
         assert!(format!("{err:#}").contains("is helm on PATH"), "{err:#}");
     }
 

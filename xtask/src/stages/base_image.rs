@@ -3,18 +3,19 @@
 use super::{StageCx, StageResult};
 use crate::base_image::{self, BaseImageSpec, BaseImageStatus};
 use crate::config::BaseImageStage;
-use crate::run::record::GateRecord;
+use crate::run::record::{GateRecord, Status};
 
 pub async fn run(spec: &BaseImageStage, cx: &StageCx<'_>) -> StageResult {
     let mut recipe = BaseImageSpec::bookworm(cx.base_dir);
     recipe.image = spec.image.clone();
     recipe.packages.extend(spec.packages.iter().cloned());
     let image = recipe.image.clone();
-    // mmdebstrap runs for minutes and cannot be cancelled halfway safely; it writes under a
-    // temporary name, so an interrupted run leaves nothing that looks finished.
+    // mmdebstrap writes under a temporary name and is stopped with its whole process group when
+    // cancelled, so an interrupted run leaves nothing that looks finished.
+    let cancel = cx.cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let sh = xshell::Shell::new()?;
-        base_image::ensure(&sh, &recipe)
+        base_image::ensure(&sh, &recipe, &cancel)
     })
     .await
     .map_err(anyhow::Error::from)
@@ -27,7 +28,13 @@ pub async fn run(spec: &BaseImageStage, cx: &StageCx<'_>) -> StageResult {
         Ok(BaseImageStatus::Created { seconds }) => {
             GateRecord::judged("base image", "base_image", true, expected, format!("created in {seconds:.0}s"))
         }
-        Err(e) => GateRecord::judged("base image", "base_image", false, expected, format!("{e:#}")),
+        Err(e) => {
+            let mut gate = GateRecord::judged("base image", "base_image", false, expected, format!("{e:#}"));
+            if cx.cancel.is_cancelled() {
+                gate.status = Status::Interrupted;
+            }
+            gate
+        }
     };
     StageResult { gates: vec![gate], ..Default::default() }
 }

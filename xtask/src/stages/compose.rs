@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use super::{StageCx, StageResult, log_path};
@@ -17,6 +19,8 @@ use crate::run::record::{GateRecord, Status};
 const DEFAULT_WAIT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_secs(1);
 const LOG_LINES: usize = 15;
+/// How long an interrupted compose command gets to stop before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(stage: &Stage, spec: &ComposeStage, cx: &StageCx<'_>) -> StageResult {
     let compose = Compose::new(spec, cx).await;
@@ -29,6 +33,11 @@ pub async fn run(stage: &Stage, spec: &ComposeStage, cx: &StageCx<'_>) -> StageR
         reason: Some(format!("{e:#}")),
         ..Default::default()
     });
+    if cx.cancel.is_cancelled() {
+        // Whatever `up` started stays for the cleanup stages (`when: always | on_failure`) to take down.
+        result.status = Some(Status::Interrupted);
+        result.reason = Some("interrupted; the compose command was stopped".into());
+    }
     let _ = compose.save_log(&cx.run_dir.join(log_path(stage)));
     result.log = Some(log_path(stage));
     result.outputs = serde_json::json!({ "project": compose.project, "tool": compose.tool.join(" ") });
@@ -69,11 +78,25 @@ impl Compose {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group: `docker compose` runs the compose plugin as a child process.
+            .process_group(0)
             .kill_on_drop(true);
+        let child = command.spawn()?;
+        let group = child.id().map(|id| Pid::from_raw(id as i32));
+        let output = child.wait_with_output();
+        tokio::pin!(output);
         let output = tokio::select! {
-            output = command.output() => output?,
-            () = cx.cancel.cancelled() => anyhow::bail!("interrupted"),
+            output = &mut output => output?,
+            () = cx.cancel.cancelled() => {
+                // Asked to stop, compose finishes the API call in flight rather than leave it half done.
+                signal_group(group, Signal::SIGTERM);
+                if tokio::time::timeout(STOP_GRACE, &mut output).await.is_err() {
+                    signal_group(group, Signal::SIGKILL);
+                }
+                anyhow::bail!("interrupted")
+            }
         };
+        signal_group(group, Signal::SIGKILL);
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(log, "$ {} {}", self.tool.join(" "), args.join(" "));
         log.extend_from_slice(&output.stdout);
@@ -89,14 +112,14 @@ impl Compose {
 }
 
 /// `docker compose` (v2) when the CLI has it, else `docker-compose` (v1).
-async fn detect_tool() -> Vec<String> {
+pub(crate) async fn detect_tool() -> Vec<String> {
     let v2 =
         Command::new("docker").args(["compose", "version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
     if v2.is_ok_and(|s| s.success()) { vec!["docker".into(), "compose".into()] } else { vec!["docker-compose".into()] }
 }
 
 /// Compose accepts lowercase letters, digits, `-` and `_`.
-fn project_name(raw: &str) -> String {
+pub(crate) fn project_name(raw: &str) -> String {
     raw.to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
@@ -259,6 +282,12 @@ async fn container_state(docker: &Docker, id: &str) -> State {
         (status, _) => {
             State::Pending(format!("{:?}", status.unwrap_or(ContainerStateStatusEnum::EMPTY)).to_lowercase())
         }
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        let _ = killpg(group, signal);
     }
 }
 

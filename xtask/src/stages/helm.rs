@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{StageCx, StageResult};
 use crate::config::HelmStage;
 use crate::helm::cluster::{ClusterTarget, DryRunOutcome, server_side_dry_run};
@@ -12,9 +14,17 @@ use crate::run::record::{GateRecord, Status};
 pub async fn run(spec: &HelmStage, cx: &StageCx<'_>) -> StageResult {
     let base = cx.base_dir.to_path_buf();
     let owned = spec.clone();
-    let checked = tokio::task::spawn_blocking(move || offline_checks(&owned, &base)).await;
+    let cancel = cx.cancel.clone();
+    let checked = tokio::task::spawn_blocking(move || offline_checks(&owned, &base, &cancel)).await;
     let (mut gates, objects) = match checked {
         Ok(Ok(result)) => result,
+        Ok(Err(_)) if cx.cancel.is_cancelled() => {
+            return StageResult {
+                status: Some(Status::Interrupted),
+                reason: Some("interrupted; helm was stopped".into()),
+                ..Default::default()
+            };
+        }
         Ok(Err(e)) => return failed(format!("{e:#}")),
         Err(e) => return failed(format!("{e}")),
     };
@@ -31,7 +41,7 @@ fn failed(reason: String) -> StageResult {
 type Checked = (Vec<GateRecord>, Option<Vec<helm::RenderedObject>>);
 
 /// Lint, template, parse, policies: each recorded; the objects when all passed.
-fn offline_checks(spec: &HelmStage, base: &std::path::Path) -> anyhow::Result<Checked> {
+fn offline_checks(spec: &HelmStage, base: &std::path::Path, cancel: &CancellationToken) -> anyhow::Result<Checked> {
     let sh = xshell::Shell::new()?;
     let helm_bin = helm_binary(&sh, spec, base)?;
     let args = ChartArgs {
@@ -42,12 +52,12 @@ fn offline_checks(spec: &HelmStage, base: &std::path::Path) -> anyhow::Result<Ch
         namespace: spec.namespace.clone(),
     };
     let mut gates = Vec::new();
-    let lint = helm::render::lint(&sh, &helm_bin, &args)?;
+    let lint = helm::render::lint(&sh, &helm_bin, &args, cancel)?;
     gates.push(GateRecord::judged("helm lint --strict", "helm_lint", lint.success(), "no lint errors", summary(&lint)));
     if !lint.success() {
         return Ok((gates, None));
     }
-    let template = helm::render::template(&sh, &helm_bin, &args)?;
+    let template = helm::render::template(&sh, &helm_bin, &args, cancel)?;
     gates.push(GateRecord::judged(
         "helm template",
         "helm_template",

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod command;
 mod compose;
+mod drill;
 mod helm;
 mod verify;
 
@@ -115,6 +116,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Helm(spec) => helm::run(spec, cx).await,
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
+        StageSpec::Drill(spec) => drill::run(stage, spec, cx).await,
     }
 }
 

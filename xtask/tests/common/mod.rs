@@ -105,3 +105,29 @@ pub fn project_containers(project: &str) -> Vec<String> {
         .expect("docker runs");
     String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
 }
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 answering every request with 200 "ok".
+pub fn http_ok_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                use std::io::{BufRead, Write};
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" && writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}

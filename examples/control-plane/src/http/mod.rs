@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(ops::ready))
         .route("/version", get(ops::version))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .route("/api/v1/patterns", get(api::patterns))
         .route("/api/v1/executions", get(api::list_executions).post(api::create_execution))
         .route("/api/v1/executions/{id}", get(api::get_execution))

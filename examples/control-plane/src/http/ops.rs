@@ -1,4 +1,4 @@
-//! Operational endpoints: liveness, readiness, version and Prometheus metrics.
+//! Operational endpoints: liveness, readiness, version, Prometheus metrics and the OpenAPI document.
 
 use std::time::Duration;
 
@@ -9,6 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::{db, migrations, readiness, state::AppState};
+
+/// The API's description, kept complete by a test that compares it with the router's routes.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
 
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))

@@ -135,3 +135,43 @@ async fn metrics_count_requests_by_route_template() {
         "{body}"
     );
 }
+
+/// The routes the router registers, with their methods, read from the router's source.
+fn routed() -> std::collections::BTreeSet<(String, String)> {
+    let source = include_str!("mod.rs");
+    let mut routes = std::collections::BTreeSet::new();
+    for line in source.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+        let (path, handlers) = line.split_once('"').unwrap();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if handlers.contains(&format!("{method}(")) {
+                routes.insert((path.to_string(), method.to_string()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes() {
+    let doc: serde_json::Value = serde_json::from_str(super::ops::OPENAPI).unwrap();
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| (path.clone(), m.clone())))
+        .collect();
+    let routed = routed();
+    assert!(routed.len() >= 10, "the router's routes were not found: {routed:?}");
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(undocumented.is_empty(), "routes missing from openapi.json: {undocumented:?}");
+    assert!(unrouted.is_empty(), "openapi.json documents routes the router lacks: {unrouted:?}");
+}
+
+#[tokio::test]
+async fn openapi_is_served() {
+    let (status, headers, body) = send(&state(&[]), Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert!(body.contains("\"openapi\": \"3.0.3\""));
+}
