@@ -99,6 +99,7 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         },
         stages: Vec::new(),
         failure: None,
+        evidence: None,
         checklist: Vec::new(),
         leftover_faults: undo_leftover_faults(&runs, &progress, deploy.dry_run).await,
     };
@@ -122,7 +123,9 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         dry_run: deploy.dry_run,
         on_update: &on_update,
     };
-    let stages = executor.run().await;
+    let outcome = executor.run().await;
+    let stages = outcome.stages;
+    record.evidence = outcome.evidence;
 
     let header = &loaded.pipeline.header;
     record.checklist = record::checklist_rows(&header.checklist, &header.signoffs, &stages);
@@ -169,6 +172,9 @@ fn finish(
             "first failure: {}{gate}\n  expected: {}\n  actual:   {}",
             f.stage, f.expected, f.actual
         )));
+        if let Some(evidence) = &record.evidence {
+            progress.emit(Event::Note(&format!("evidence: {}", run_dir.join(evidence).display())));
+        }
     }
     progress.emit(Event::Note(&format!(
         "run {} {} — record and reports in {}",

@@ -165,9 +165,9 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
         }
         seen.push(name);
         let command_only = matches!(gate.spec, GateSpec::ExitCode(_) | GateSpec::Output(_));
-        if command_only && !matches!(stage.spec, StageSpec::Command(_)) {
+        if command_only && !matches!(stage.spec, StageSpec::Command(_) | StageSpec::Migrate(_)) {
             errors.push(
-                Diagnostic::new(format!("gates of kind `{}` only work in a `command` stage", gate.kind()))
+                Diagnostic::new(format!("gates of kind `{}` only work in a `command` or `migrate` stage", gate.kind()))
                     .at(span_of("kind"))
                     .found(format!("stage `{}` of kind `{}`", stage.name(), stage.common.kind)),
             );

@@ -17,6 +17,7 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("bench", of::<BenchStage>()),
         // One schema per drill type (see `drill_types`); this entry only names the kind.
         ("drill", Value::Null),
+        ("migrate", of::<MigrateStage>()),
     ]
 }
 

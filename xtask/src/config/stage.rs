@@ -25,7 +25,9 @@ fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     let spec = spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
     let mut errors = Vec::new();
     let mut gates = read_gates(node.get("gates"), &mut errors);
-    if matches!(spec, StageSpec::Command(_)) && !gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_))) {
+    if matches!(spec, StageSpec::Command(_) | StageSpec::Migrate(_))
+        && !gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_)))
+    {
         gates.insert(0, implicit_exit_code_gate(node));
     }
     if let Some(first) = errors.into_iter().next() {
@@ -34,7 +36,7 @@ fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     Ok(Stage { common, spec, gates, span: node.span })
 }
 
-/// A command stage without an `exit_code` gate still fails when its program does.
+/// A command or migrate stage without an `exit_code` gate still fails when its program does.
 fn implicit_exit_code_gate(stage: &Node) -> Gate {
     let common = GateCommon {
         name: Some("exit code".into()),
@@ -57,6 +59,7 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "compose" => StageSpec::Compose(from_node(node)?),
         "bench" => StageSpec::Bench(from_node(node)?),
         "drill" => StageSpec::Drill(drill_spec(node)?),
+        "migrate" => StageSpec::Migrate(from_node(node)?),
         _ => return Ok(None),
     }))
 }

@@ -52,6 +52,9 @@ pub struct RunRecord {
     pub stages: Vec<StageRecord>,
     /// The first failed gate, as stage/gate with expected and actual.
     pub failure: Option<Failure>,
+    /// The evidence bundle's index, relative to the run directory, when a stage failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
     pub checklist: Vec<ChecklistRow>,
     /// Faults a run that died left injected, undone when this run started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

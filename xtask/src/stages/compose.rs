@@ -138,6 +138,9 @@ async fn up(compose: &Compose, spec: &ComposeStage, cx: &StageCx<'_>) -> anyhow:
         false => spec.services.clone(),
     };
     let mut args = vec!["up", "-d", "--no-build", "--remove-orphans"];
+    if spec.no_deps {
+        args.push("--no-deps");
+    }
     args.extend(services.iter().map(String::as_str));
     let started = Instant::now();
     // `up` itself may wait for dependencies' health; the stage timeout bounds it.

@@ -7,6 +7,7 @@ mod command;
 mod compose;
 pub mod drill;
 mod helm;
+mod migrate;
 mod verify;
 
 pub use build::tags::sha_tag;
@@ -117,6 +118,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
         StageSpec::Drill(spec) => drill::run(stage, spec, cx).await,
+        StageSpec::Migrate(spec) => migrate::run(stage, spec, cx).await,
     }
 }
 
