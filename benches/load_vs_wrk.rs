@@ -14,7 +14,7 @@ use bench::loopback;
 mod loopback;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -50,10 +50,18 @@ fn main() -> anyhow::Result<()> {
         let job: ChildJob = serde_json::from_str(args.get(i + 1).context("--child needs a job")?)?;
         return run_child(job);
     }
+    if let Err(missing) = require_tools() {
+        // A setup hint, not a failure to debug: no backtrace.
+        eprintln!("{missing}");
+        std::process::exit(1);
+    }
     let secs = env_secs("LOAD_BENCH_SECS", 5);
     let rounds = env_secs("LOAD_BENCH_ROUNDS", 3);
     let connections = env_secs("LOAD_BENCH_CONNECTIONS", 50) as usize;
-    let rss_big = env_secs("LOAD_BENCH_RSS_REQUESTS", 200_000);
+    let rss_big = std::env::var("LOAD_BENCH_RSS_REQUESTS").ok().and_then(|v| v.parse().ok());
+    let rss_budget = env_secs("LOAD_BENCH_RSS_SECS", 240);
+    let parts = std::env::var("LOAD_BENCH_PARTS").unwrap_or_else(|_| "closed,memory,open,stall".into());
+    let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
 
     let dir = std::env::temp_dir().join(format!("load-bench-{}", std::process::id()));
     let mut nginx = Nginx::start(&dir)?;
@@ -61,6 +69,25 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let sh = Shell::new()?;
 
+    if part("closed") {
+        closed_rounds(&sh, &url, connections, secs, rounds)?;
+    }
+    if part("memory") {
+        memory(&sh, &url, connections, rss_big, rss_budget)?;
+    }
+    if part("open") {
+        open_model(&sh, &url, connections, secs)?;
+    }
+    nginx.stop();
+    if part("stall") {
+        stall(&sh)?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// wrk and our generator in turns, same connections and duration, both on core 1.
+fn closed_rounds(sh: &Shell, url: &str, connections: usize, secs: u64, rounds: u64) -> anyhow::Result<()> {
     println!(
         "## closed model, {connections} connections, {secs}s, {rounds} interleaved rounds (generator on core 1, nginx on core 0)\n"
     );
@@ -68,11 +95,14 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     let (mut wrk_total, mut ours_total) = (Totals::default(), Totals::default());
     for round in 1..=rounds {
-        let w = run_wrk(&sh, &url, connections, secs)?;
-        let (o, _) = run_ours(
-            &sh,
-            &ChildJob { url: url.clone(), connections, rate: None, duration_secs: Some(secs as f64), requests: None },
-        )?;
+        // Alternate who goes first, so neither tool always gets the quieter moment.
+        let (w, o) = if round % 2 == 1 {
+            let w = run_wrk(sh, url, connections, secs)?;
+            (w, run_ours(sh, &closed_job(url, connections, secs))?.0)
+        } else {
+            let o = run_ours(sh, &closed_job(url, connections, secs))?.0;
+            (run_wrk(sh, url, connections, secs)?, o)
+        };
         println!(
             "| {round} | {:.0} | {:.0} | {:.2} | {:.2} |",
             w.per_sec(),
@@ -83,56 +113,98 @@ fn main() -> anyhow::Result<()> {
         wrk_total.add(&w);
         ours_total.add(&o);
     }
-    println!("\n| ratio (all rounds) | ours ÷ wrk | target |");
-    println!("|---|---|---|");
-    println!("| requests/s | {:.3} | ≥ 0.98 |", ours_total.per_sec() / wrk_total.per_sec());
-    println!(
-        "| generator CPU per request | {:.3} | ≤ 1 (aim 0.8) |",
-        ours_total.cpu_us_per_request() / wrk_total.cpu_us_per_request()
-    );
+    let rate = ours_total.per_sec() / wrk_total.per_sec();
+    let cpu = ours_total.cpu_us_per_request() / wrk_total.cpu_us_per_request();
+    println!("\n| ratio (all rounds) | ours ÷ wrk | target | verdict |");
+    println!("|---|---|---|---|");
+    println!("| requests/s | {rate:.3} | ≥ 0.98 | {} |", verdict(rate >= 0.98));
+    println!("| generator CPU per request | {cpu:.3} | ≤ 1 (aim 0.8) | {} |", verdict(cpu <= 1.0));
+    Ok(())
+}
 
+fn closed_job(url: &str, connections: usize, secs: u64) -> ChildJob {
+    ChildJob { url: url.to_string(), connections, rate: None, duration_secs: Some(secs as f64), requests: None }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+/// Resident memory after 100 thousand and after `big` requests (default: 10 million, or as many
+/// as fit in `budget_secs` at the rate of the first run): nothing may grow per request.
+fn memory(sh: &Shell, url: &str, connections: usize, big: Option<u64>, budget_secs: u64) -> anyhow::Result<()> {
+    const SMALL: u64 = 100_000;
+    const TARGET: u64 = 10_000_000;
     println!("\n## memory over many requests (closed model, {connections} connections)\n");
-    println!("| requests | VmHWM KiB | VmRSS KiB at end |");
-    println!("|---|---|---|");
-    for n in [rss_big / 10, rss_big] {
-        let (_, report) = run_ours(
-            &sh,
-            &ChildJob { url: url.clone(), connections, rate: None, duration_secs: None, requests: Some(n) },
-        )?;
-        println!("| {n} | {} | {} |", report.vm_hwm_kib, report.vm_rss_kib);
+    let run = |n: u64| -> anyhow::Result<(f64, u64, u64)> {
+        let job = ChildJob { url: url.to_string(), connections, rate: None, duration_secs: None, requests: Some(n) };
+        let (totals, report) = run_ours(sh, &job)?;
+        anyhow::ensure!(report.result.completed == n, "only {} of {n} requests completed", report.result.completed);
+        Ok((totals.seconds, report.vm_hwm_kib, report.vm_rss_kib))
+    };
+    let small = run(SMALL)?;
+    let big = big.unwrap_or_else(|| {
+        let fits = (SMALL as f64 / small.0 * budget_secs as f64) as u64 / SMALL * SMALL;
+        if fits < TARGET {
+            println!(
+                "(10 million requests would take about {:.0} s at this moment's rate; running {fits}, what fits in \
+                 {budget_secs} s; LOAD_BENCH_RSS_REQUESTS=10000000 forces the full count)\n",
+                TARGET as f64 * small.0 / SMALL as f64
+            );
+        }
+        fits.clamp(10 * SMALL, TARGET)
+    });
+    let large = run(big)?;
+    println!("| requests | seconds | VmHWM KiB | VmRSS KiB at end |");
+    println!("|---|---|---|---|");
+    for (n, (secs, hwm, rss)) in [(SMALL, small), (big, large)] {
+        println!("| {n} | {secs:.0} | {hwm} | {rss} |");
     }
+    let growth = large.1 as f64 - small.1 as f64;
+    println!(
+        "\npeak RSS growth from {SMALL} to {big} requests: {:.2} MiB (target: within a few MB, checked as ≤ 4 MiB): {}",
+        growth / 1024.0,
+        verdict(growth <= 4096.0)
+    );
+    Ok(())
+}
 
+/// Open model at 20, 50 and 80 % of a closed run made just before each.
+fn open_model(sh: &Shell, url: &str, connections: usize, secs: u64) -> anyhow::Result<()> {
     println!("\n## open model: achieved vs target rate ({secs}s each; target = share of a closed run just before)\n");
-    println!("| closed/s | share | target/s | achieved/s | achieved ÷ target | late | unsent | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| closed/s | share | target/s | achieved/s | achieved ÷ target | late | unsent | p99 ms | within 1 % |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for share in [0.2, 0.5, 0.8] {
         // The shared cores drift within seconds, so the reference is measured right before.
-        let closed_job =
-            ChildJob { url: url.clone(), connections, rate: None, duration_secs: Some(secs as f64), requests: None };
-        let closed_max = run_ours(&sh, &closed_job)?.0.per_sec();
+        let closed = closed_job(url, connections, secs);
+        let closed_max = run_ours(sh, &closed)?.0.per_sec();
         let rate = (closed_max * share).round().max(1.0);
         // Twice the closed connection budget, like wrk2's fixed connections.
-        let open_job = ChildJob { connections: 2 * connections, rate: Some(rate), ..closed_job };
-        let (_, report) = run_ours(&sh, &open_job)?;
+        let open_job = ChildJob { connections: 2 * connections, rate: Some(rate), ..closed };
+        let (_, report) = run_ours(sh, &open_job)?;
         let r = &report.result;
         let achieved = r.completed as f64 / secs as f64;
         println!(
-            "| {closed_max:.0} | {share} | {rate:.0} | {achieved:.0} | {:.4} | {} | {} | {:.2} |",
+            "| {closed_max:.0} | {share} | {rate:.0} | {achieved:.0} | {:.4} | {} | {} | {:.2} | {} |",
             achieved / rate,
             r.late,
             r.unsent,
-            r.latency.p99_ms
+            r.latency.p99_ms,
+            verdict((achieved / rate - 1.0).abs() <= 0.01)
         );
     }
-    nginx.stop();
+    Ok(())
+}
 
+/// A 1 s server freeze in a 10 s open-model run must show in p99.
+fn stall(sh: &Shell) -> anyhow::Result<()> {
     println!("\n## stall: loopback server freezes 1s in the middle of a 10s open-model run at 200/s\n");
     let stalled = loopback::Loopback::start_with(loopback::Behaviour {
         status: 200,
         freeze: Some((Duration::from_secs(5), Duration::from_secs(1))),
     })?;
     let (_, report) = run_ours(
-        &sh,
+        sh,
         &ChildJob {
             url: stalled.url("/"),
             connections: 1000,
@@ -142,15 +214,47 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     let l = &report.result.latency;
-    println!("| completed | p50 ms | p90 ms | p99 ms | max ms | late |");
-    println!("|---|---|---|---|---|---|");
+    println!("| completed | p50 ms | p90 ms | p99 ms | max ms | late | p99 shows the stall (800–1000 ms) |");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {:.2} | {:.2} | {:.1} | {:.1} | {} |",
-        report.result.completed, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, report.result.late
+        "| {} | {:.2} | {:.2} | {:.1} | {:.1} | {} | {} |",
+        report.result.completed,
+        l.p50_ms,
+        l.p90_ms,
+        l.p99_ms,
+        l.max_ms,
+        report.result.late,
+        verdict((800.0..=1000.0).contains(&l.p99_ms))
     );
     println!("\n(expected p99 ≈ 900 ms: about 10 % of the requests were due during the freeze)");
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// wrk, nginx and taskset come from Debian; say what to install instead of failing half-way.
+fn require_tools() -> anyhow::Result<()> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    let mut missing = Vec::new();
+    if !on_path("wrk") {
+        missing.push(("wrk", "wrk"));
+    }
+    if !Path::new(NGINX).is_file() {
+        missing.push(("nginx", "nginx-light"));
+    }
+    if !on_path("taskset") {
+        missing.push(("taskset", "util-linux"));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tools: Vec<&str> = missing.iter().map(|m| m.0).collect();
+    let packages: Vec<&str> = missing.iter().map(|m| m.1).collect();
+    anyhow::bail!(
+        "load_vs_wrk needs {} (not found). Install them, as root:\n\n    apt-get install -y {}\n",
+        tools.join(", "),
+        packages.join(" ")
+    )
 }
 
 #[derive(Default)]
@@ -238,6 +342,8 @@ fn run_child(job: ChildJob) -> anyhow::Result<()> {
     Ok(())
 }
 
+const NGINX: &str = "/usr/sbin/nginx";
+
 /// nginx from Debian serving one static file on 127.0.0.1, one worker pinned to core 0.
 struct Nginx {
     child: Child,
@@ -246,8 +352,6 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &Path) -> anyhow::Result<Nginx> {
-        let nginx = PathBuf::from("/usr/sbin/nginx");
-        anyhow::ensure!(nginx.exists(), "nginx is not installed: run `apt-get install nginx-light` (as root)");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         std::fs::create_dir_all(dir.join("html"))?;
         std::fs::create_dir_all(dir.join("tmp"))?;
@@ -263,7 +367,7 @@ impl Nginx {
         );
         std::fs::write(dir.join("nginx.conf"), conf)?;
         let child = Command::new("taskset")
-            .args(["-c", "0", "/usr/sbin/nginx", "-p"])
+            .args(["-c", "0", NGINX, "-p"])
             .arg(dir)
             .arg("-c")
             .arg(dir.join("nginx.conf"))

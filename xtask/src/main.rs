@@ -45,6 +45,8 @@ struct Cli {
 enum Command {
     /// Run the pipeline (exit 0 passed, 1 a gate failed, 2 invalid input, 3 environment locked, 130 interrupted).
     Deploy(cmd::deploy::DeployArgs),
+    /// Run one drill stage with the stages it needs and the cleanup stages (`--list` names them).
+    Drill(cmd::drill::DrillArgs),
     /// Load-test one URL with the pipeline's load generator (closed or open model).
     Bench(cmd::bench::BenchArgs),
     /// Show the resolved stages and gates with their targets; runs nothing.
@@ -90,6 +92,10 @@ fn main() -> ExitCode {
         Command::Deploy(args) => {
             let out = cmd::deploy::Output { json: cli.json, quiet: cli.quiet, verbose: cli.verbose };
             runtime.block_on(cmd::deploy::run(&cli.pipeline, args, &out))
+        }
+        Command::Drill(args) => {
+            let out = cmd::deploy::Output { json: cli.json, quiet: cli.quiet, verbose: cli.verbose };
+            runtime.block_on(cmd::drill::run(&cli.pipeline, args, &out))
         }
         Command::Bench(args) => runtime.block_on(cmd::bench::run(args, cli.quiet)),
         Command::Plan(select) => cmd::plan::run(&cli.pipeline, select, cli.json),

@@ -57,6 +57,27 @@ impl Step {
     }
 }
 
+/// `name` and every stage it needs, directly or through others, in pipeline order.
+pub fn with_needs(pipeline: &Pipeline, name: &str) -> Vec<String> {
+    let deps = dependencies(&pipeline.stages);
+    let mut wanted = vec![false; pipeline.stages.len()];
+    let mut todo: Vec<usize> = pipeline.stages.iter().position(|s| s.name() == name).into_iter().collect();
+    while let Some(i) = todo.pop() {
+        if !std::mem::replace(&mut wanted[i], true) {
+            todo.extend(&deps[i]);
+        }
+    }
+    pipeline.stages.iter().zip(wanted).filter(|(_, w)| *w).map(|(s, _)| s.name().to_string()).collect()
+}
+
+/// The gates a drill holds inside its faults, so `plan` shows them too.
+fn drill_gates(spec: &crate::config::StageSpec) -> Vec<&crate::config::Gate> {
+    match spec {
+        crate::config::StageSpec::Drill(d) => d.gates(),
+        _ => Vec::new(),
+    }
+}
+
 /// Builds the plan; errors are unknown stage names on the command line, each with a suggestion.
 pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<String>> {
     let names: Vec<&str> = pipeline.stages.iter().map(|s| s.name()).collect();
@@ -109,6 +130,7 @@ pub fn build(pipeline: &Pipeline, selector: &Selector) -> Result<Plan, Vec<Strin
                 gates: stage
                     .gates
                     .iter()
+                    .chain(drill_gates(&stage.spec))
                     .map(|g| PlannedGate {
                         name: g.name(),
                         description: g.common.description.clone(),

@@ -1,4 +1,5 @@
-//! `drill` stages against the real reference stack (compose/docker-compose.yml without Prometheus) and a
+//! `drill` stages against the real reference stack (compose/docker-compose.yml without Prometheus; the
+//! service reached through its load balancer) and a
 //! control-plane image made from the workspace's debug binary: a rollback that passes, one refused for a
 //! destructive migration, one whose N+1 deletes rows (the fingerprint gate names the table), a backup
 //! drill that passes (dump, point-in-time recovery, configuration) and one whose dump misses data.
@@ -90,13 +91,14 @@ stages:
     kind: compose
     file: {compose}
     project: {project}
-    services: [postgres, redis, etcd, migrate, control-plane]
+    services: [postgres, redis, etcd, migrate, control-plane, lb]
     wait: 3m
     env: &env
       IMAGE_TAG: {tag}
       POSTGRES_TAG: "15"
       REDIS_TAG: "7.0"
       ETCD_TAG: "3.5"
+      HAPROXY_TAG: "2.6"
       POSTGRES_PASSWORD: ${{secret:POSTGRES_PASSWORD}}
       REDIS_PASSWORD: ${{secret:REDIS_PASSWORD}}
       ETCD_ROOT_PASSWORD: ${{secret:ETCD_ROOT_PASSWORD}}

@@ -1,22 +1,25 @@
-//! Redis cache in front of Postgres; every call is bounded, and after a failure the cache is
-//! skipped for a moment, so a dead Redis costs the API almost nothing.
+//! Redis cache in front of Postgres; every call is bounded, and a circuit breaker skips Redis after
+//! repeated failures, so a dead Redis costs the API almost nothing.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::breaker::{Breaker, Snapshot};
+
 /// Upper bound for any single Redis round trip, reconnect attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);
-/// How long API calls bypass Redis after it failed; readiness probes keep checking meanwhile.
-const BACKOFF: Duration = Duration::from_secs(2);
+/// Failures in a row that open the breaker.
+const BREAKER_THRESHOLD: u32 = 2;
+/// How long API calls bypass Redis once the breaker opened; readiness probes keep checking meanwhile.
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct Cache {
     conn: ConnectionManager,
-    skip_until: Arc<Mutex<Option<Instant>>>,
+    breaker: Breaker,
 }
 
 impl Cache {
@@ -30,7 +33,7 @@ impl Cache {
             .set_max_delay(Duration::from_millis(100));
         let conn =
             ConnectionManager::new_lazy_with_config(client, config).context("creating the Redis connection manager")?;
-        Ok(Self { conn, skip_until: Arc::new(Mutex::new(None)) })
+        Ok(Self { conn, breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOL_DOWN) })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
@@ -45,7 +48,12 @@ impl Cache {
         self.observe(bounded(async move { conn.set_ex(key, value, ttl_secs).await }).await)
     }
 
-    /// Always asks Redis (ignores the backoff), so readiness sees recovery at once. A failure is
+    /// The breaker's state, for readiness and metrics.
+    pub fn breaker(&self) -> Snapshot {
+        self.breaker.snapshot(Instant::now())
+    }
+
+    /// Always asks Redis (ignores an open breaker), so readiness sees recovery at once. A failure is
     /// retried once because the first call after an outage only triggers the reconnect.
     pub async fn ping(&self) -> Result<()> {
         let pong = match self.ping_once().await {
@@ -61,17 +69,11 @@ impl Cache {
     }
 
     fn check_backoff(&self) -> Result<()> {
-        let skip_until = self.skip_until.lock().map(|g| *g).unwrap_or(None);
-        match skip_until {
-            Some(until) if Instant::now() < until => bail!("redis: skipped after a recent failure"),
-            _ => Ok(()),
-        }
+        if self.breaker.allow(Instant::now()) { Ok(()) } else { bail!("redis: circuit breaker open") }
     }
 
     fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
-        if let Ok(mut guard) = self.skip_until.lock() {
-            *guard = outcome.is_err().then(|| Instant::now() + BACKOFF);
-        }
+        self.breaker.record(outcome.is_ok(), Instant::now());
         outcome
     }
 }

@@ -1,5 +1,6 @@
 //! `control-plane`: the reference service the rehearsal pipeline deploys (serve, migrate, version, healthcheck).
 
+mod breaker;
 mod cache;
 mod config;
 mod db;
@@ -100,6 +101,16 @@ async fn migrate(config: &Config) -> Result<()> {
     let _ = connection.await;
     let applied = applied?;
     tracing::info!(applied = ?applied, count = applied.len(), "migrations complete");
+    // One plain line for the operator or pipeline step that ran it: how much was done.
+    let version = migrations::highest_embedded();
+    match applied.is_empty() {
+        true => eprintln!("control-plane migrate: 0 applied, nothing to do; schema at version {version}"),
+        false => eprintln!(
+            "control-plane migrate: {} applied ({}); schema at version {version}",
+            applied.len(),
+            applied.join(", ")
+        ),
+    }
     Ok(())
 }
 

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub patterns_total: IntGauge,
     pub db_pool: IntGaugeVec,
     pub dependency_up: GaugeVec,
+    pub breaker_state: GaugeVec,
+    pub breaker_opened: IntGaugeVec,
 }
 
 impl Metrics {
@@ -68,6 +70,14 @@ impl Metrics {
                 Opts::new("control_plane_dependency_up", "1 when the dependency answered its last check"),
                 &["dependency"],
             )?,
+            breaker_state: GaugeVec::new(
+                Opts::new("control_plane_circuit_breaker_state", "0 closed, 1 open, 2 half-open"),
+                &["dependency"],
+            )?,
+            breaker_opened: IntGaugeVec::new(
+                Opts::new("control_plane_circuit_breaker_opened", "Times the breaker opened since start"),
+                &["dependency"],
+            )?,
             registry,
         };
         metrics.register_all()?;
@@ -87,6 +97,8 @@ impl Metrics {
         r.register(Box::new(self.patterns_total.clone()))?;
         r.register(Box::new(self.db_pool.clone()))?;
         r.register(Box::new(self.dependency_up.clone()))?;
+        r.register(Box::new(self.breaker_state.clone()))?;
+        r.register(Box::new(self.breaker_opened.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(())
@@ -102,6 +114,11 @@ impl Metrics {
 
     pub fn set_dependency(&self, name: &str, up: bool) {
         self.dependency_up.with_label_values(&[name]).set(if up { 1.0 } else { 0.0 });
+    }
+
+    pub fn set_breaker(&self, name: &str, breaker: &crate::breaker::Snapshot) {
+        self.breaker_state.with_label_values(&[name]).set(breaker.state.as_number());
+        self.breaker_opened.with_label_values(&[name]).set(breaker.opened_total as i64);
     }
 
     /// The text exposition format Prometheus scrapes.

@@ -31,7 +31,10 @@ pub async fn check_all(state: &AppState) -> (bool, Value) {
         checks.insert(name.to_string(), json!(check));
     }
     let status = if ready { "ready" } else { "degraded" };
-    (ready, json!({ "status": status, "checks": checks }))
+    let redis_breaker = state.cache.breaker();
+    state.metrics.set_breaker("redis", &redis_breaker);
+    let breakers = json!({ "redis": redis_breaker });
+    (ready, json!({ "status": status, "checks": checks, "circuit_breakers": breakers }))
 }
 
 async fn timed(check: impl Future<Output = Result<()>>) -> Check {

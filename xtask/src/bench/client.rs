@@ -1,26 +1,23 @@
-//! The HTTP side of a run: the scenario compiled once into ready-to-send parts, and one hyper
-//! HTTP/1.1 keep-alive connection (plain TCP or rustls) per origin and load connection.
+//! The HTTP side of a run: the scenario compiled once into ready-to-send request bytes (rendered
+//! per request only where a URL or body has placeholders), and one keep-alive connection
+//! (`http1.rs`, plain TCP or rustls) per origin and load connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use bytes::Bytes;
-use http::header::{HOST, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
+use http::{Method, Uri};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
+use super::http1::{Connection, Failure};
 use super::spec::{LoadSpec, WeightedRequest};
 use super::stats::ErrorKind;
-use super::template::{Fill, Template};
-
-pub type Sender = SendRequest<Full<Bytes>>;
+use super::template::{Fill, Template, push_decimal};
 
 /// Where connections go: resolved once, so connecting never waits for DNS.
 pub struct Origin {
@@ -30,20 +27,25 @@ pub struct Origin {
 
 struct PreparedRequest {
     origin: usize,
-    method: Method,
+    /// `HEAD`: the answer has no body whatever its headers say.
+    head_only: bool,
+    /// The whole request, when neither the path nor the body has placeholders.
+    fixed: Option<Vec<u8>>,
+    /// `"METHOD "`, then the path, then `" HTTP/1.1\r\n"` and these header lines.
+    method: Vec<u8>,
     path: Template,
-    fixed_uri: Option<Uri>,
-    headers: HeaderMap,
+    header_lines: Vec<u8>,
     body: Template,
+    /// Methods that carry a body send `content-length` even when it is 0.
+    always_length: bool,
 }
 
-/// The scenario with everything that does not change per request already parsed.
+/// The scenario with everything that does not change per request already rendered.
 pub struct Scenario {
     pub origins: Vec<Origin>,
     requests: Vec<PreparedRequest>,
     cumulative_weights: Vec<u32>,
     counter: AtomicU64,
-    needs_uuid: bool,
 }
 
 /// What one request ended with.
@@ -60,12 +62,10 @@ impl Scenario {
         let mut requests = Vec::new();
         let mut cumulative_weights = Vec::new();
         let mut total = 0u32;
-        let mut needs_uuid = false;
         for (i, wr) in spec.scenario.iter().enumerate() {
             let prepared = prepare_request(wr, &tls, &mut origins)
                 .await
                 .with_context(|| format!("scenario request {} ({} {})", i + 1, wr.method, wr.url))?;
-            needs_uuid |= !prepared.path.is_fixed() || !prepared.body.is_fixed();
             total = total.checked_add(wr.weight).context("scenario weights add up to more than 4294967295")?;
             cumulative_weights.push(total);
             requests.push(prepared);
@@ -75,7 +75,6 @@ impl Scenario {
             requests,
             cumulative_weights,
             counter: AtomicU64::new(0),
-            needs_uuid,
         })
     }
 
@@ -93,30 +92,36 @@ impl Scenario {
         self.requests[index].origin
     }
 
-    pub fn build(&self, index: usize) -> anyhow::Result<Request<Full<Bytes>>> {
+    /// The bytes of request `index`: shared when fixed, else rendered into `scratch`.
+    pub fn request<'a>(&'a self, index: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
         let r = &self.requests[index];
-        let fill = if self.needs_uuid {
-            Fill {
-                counter: if r.path.uses_counter() || r.body.uses_counter() {
-                    self.counter.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    0
-                },
-                uuid: fastrand::u128(..),
-            }
+        if let Some(fixed) = &r.fixed {
+            return fixed;
+        }
+        let counter = if r.path.uses_counter() || r.body.uses_counter() {
+            self.counter.fetch_add(1, Ordering::Relaxed)
         } else {
-            Fill { counter: 0, uuid: 0 }
+            0
         };
-        let uri = match &r.fixed_uri {
-            Some(u) => u.clone(),
-            None => Uri::from_maybe_shared(r.path.render(fill)).context("templated URL path")?,
-        };
-        let mut req = Request::new(Full::new(r.body.render(fill)));
-        *req.method_mut() = r.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = r.headers.clone();
-        Ok(req)
+        render_request(r, Fill { counter, uuid: fastrand::u128(..) }, scratch);
+        scratch
     }
+}
+
+fn render_request(r: &PreparedRequest, fill: Fill, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&r.method);
+    r.path.render_into(fill, out);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(&r.header_lines);
+    let length = r.body.rendered_len(fill);
+    if length > 0 || r.always_length {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, length as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    r.body.render_into(fill, out);
 }
 
 async fn prepare_request(
@@ -162,22 +167,51 @@ async fn prepare_request(
         }
     };
     let path = Template::parse(&path)?;
-    let fixed_uri = match &path {
-        Template::Fixed(b) => Some(Uri::from_maybe_shared(b.clone()).context("invalid URL path")?),
-        Template::Parts(_) => None,
-    };
-    let mut headers = HeaderMap::new();
+    // Placeholders only add digits and hex, so one sample rendering checks every request's path.
+    let mut sample = Vec::new();
+    path.render_into(Fill { counter: 0, uuid: 0 }, &mut sample);
+    Uri::try_from(sample).context("invalid URL path")?;
+    let mut header_lines = Vec::new();
+    let mut has_host = false;
     for (name, value) in &wr.headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| anyhow::anyhow!("invalid header name {name:?}"))?;
         let value = HeaderValue::from_str(value).map_err(|_| anyhow::anyhow!("invalid value for header {name}"))?;
-        headers.append(name, value);
+        // The length is the rendered body's, which templating changes per request.
+        if name == CONTENT_LENGTH {
+            continue;
+        }
+        has_host |= name == HOST;
+        push_header(&mut header_lines, name.as_str(), value.as_bytes());
     }
-    if !headers.contains_key(HOST) {
-        headers.insert(HOST, HeaderValue::from_str(authority).context("invalid host")?);
+    if !has_host {
+        let value = HeaderValue::from_str(authority).context("invalid host")?;
+        push_header(&mut header_lines, HOST.as_str(), value.as_bytes());
     }
     let body = Template::parse(wr.body.as_deref().unwrap_or(""))?;
-    Ok(PreparedRequest { origin, method, path, fixed_uri, headers, body })
+    let mut prepared = PreparedRequest {
+        origin,
+        head_only: method == Method::HEAD,
+        fixed: None,
+        method: format!("{method} ").into_bytes(),
+        always_length: matches!(method, Method::POST | Method::PUT | Method::PATCH),
+        path,
+        header_lines,
+        body,
+    };
+    if prepared.path.is_fixed() && prepared.body.is_fixed() {
+        let mut bytes = Vec::new();
+        render_request(&prepared, Fill { counter: 0, uuid: 0 }, &mut bytes);
+        prepared.fixed = Some(bytes);
+    }
+    Ok(prepared)
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
@@ -234,63 +268,50 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-/// Opens one keep-alive connection; its driver task runs on the current `LocalSet`.
-pub async fn connect(origin: &Origin) -> std::io::Result<Sender> {
+/// Opens one keep-alive connection (TCP, then TLS for https).
+pub async fn connect(origin: &Origin) -> std::io::Result<Connection> {
     let tcp = TcpStream::connect(origin.addr).await?;
     tcp.set_nodelay(true)?;
-    match &origin.tls {
-        None => handshake(tcp).await,
-        Some((connector, name)) => handshake(connector.connect(name.clone(), tcp).await?).await,
-    }
+    let stream = match &origin.tls {
+        None => Either::Left(tcp),
+        Some((connector, name)) => Either::Right(Box::new(connector.connect(name.clone(), tcp).await?)),
+    };
+    Ok(Connection::new(stream))
 }
 
-async fn handshake<S>(stream: S) -> std::io::Result<Sender>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
-    tokio::task::spawn_local(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// Sends request `index` on `slot` (connecting first if needed) and reads the whole answer.
-pub async fn exchange(scenario: &Scenario, slot: &mut Option<Sender>, index: usize) -> Outcome {
+/// Sends request `index` on `slot` (connecting first if needed) and reads the whole answer;
+/// `scratch` holds the request when it is rendered per request.
+pub async fn exchange(
+    scenario: &Scenario,
+    slot: &mut Option<Connection>,
+    scratch: &mut Vec<u8>,
+    index: usize,
+) -> Outcome {
     let origin = &scenario.origins[scenario.origin_of(index)];
-    if let Some(sender) = slot {
-        // A connection the server closed after its last answer is replaced, not counted as an error.
-        if sender.ready().await.is_err() {
-            *slot = None;
+    let head_only = scenario.requests[index].head_only;
+    let request = scenario.request(index, scratch);
+    loop {
+        let conn = match slot {
+            Some(conn) => conn,
+            None => match connect(origin).await {
+                Ok(conn) => slot.insert(conn),
+                Err(_) => return Outcome::Failed(ErrorKind::Connect),
+            },
+        };
+        match conn.exchange(request, head_only).await {
+            Ok(answer) => {
+                if !answer.keep_alive {
+                    *slot = None;
+                }
+                return Outcome::Status(answer.status);
+            }
+            // The server closed the idle keep-alive connection: not an error, send on a new one
+            // (a fresh connection never reports this, so this retries at most once).
+            Err(Failure::ClosedBeforeAnswer) => *slot = None,
+            Err(Failure::Broken) => {
+                *slot = None;
+                return Outcome::Failed(ErrorKind::Other);
+            }
         }
     }
-    if slot.is_none() {
-        match connect(origin).await {
-            Ok(sender) => *slot = Some(sender),
-            Err(_) => return Outcome::Failed(ErrorKind::Connect),
-        }
-    }
-    let Some(sender) = slot.as_mut() else {
-        return Outcome::Failed(ErrorKind::Connect);
-    };
-    let Ok(request) = scenario.build(index) else {
-        return Outcome::Failed(ErrorKind::Other);
-    };
-    let response = match sender.send_request(request).await {
-        Ok(r) => r,
-        Err(_) => {
-            *slot = None;
-            return Outcome::Failed(ErrorKind::Other);
-        }
-    };
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            *slot = None;
-            return Outcome::Failed(ErrorKind::Other);
-        }
-    }
-    Outcome::Status(status)
 }

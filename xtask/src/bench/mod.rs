@@ -7,6 +7,7 @@
 
 mod client;
 mod engine;
+mod http1;
 #[cfg(test)]
 pub(crate) mod loopback;
 mod resources;

@@ -42,6 +42,19 @@ impl ErrorCounts {
         }
     }
 
+    /// `none`, or each non-zero kind: `4xx 3, timeout 1`.
+    pub fn describe(&self) -> String {
+        let kinds = [
+            ("4xx", self.status_4xx),
+            ("5xx", self.status_5xx),
+            ("timeout", self.timeout),
+            ("connect", self.connect),
+            ("other", self.other),
+        ];
+        let parts: Vec<String> = kinds.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+    }
+
     pub fn add(&mut self, o: &ErrorCounts) {
         self.status_4xx += o.status_4xx;
         self.status_5xx += o.status_5xx;
@@ -149,6 +162,16 @@ pub fn per_second(count: u64, seconds: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_counts_describe_only_what_happened() {
+        let mut e = ErrorCounts::default();
+        assert_eq!(e.describe(), "none");
+        e.count(ErrorKind::Status4xx);
+        e.count(ErrorKind::Timeout);
+        e.count(ErrorKind::Timeout);
+        assert_eq!(e.describe(), "4xx 1, timeout 2");
+    }
 
     #[test]
     fn percentiles_of_one_to_thousand_ms() {

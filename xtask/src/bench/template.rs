@@ -1,10 +1,9 @@
-//! Per-request templating of URLs and bodies: `{{counter}}` and `{{uuid}}`, parsed once, rendered cheaply.
-
-use bytes::{BufMut, Bytes, BytesMut};
+//! Per-request templating of URLs and bodies: `{{counter}}` and `{{uuid}}`, parsed once, rendered
+//! into a reused buffer.
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
-    Literal(Bytes),
+    Literal(Vec<u8>),
     Counter,
     Uuid,
 }
@@ -12,7 +11,7 @@ pub enum Part {
 /// Text that is either fixed (shared, never copied) or has placeholders filled per request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Template {
-    Fixed(Bytes),
+    Fixed(Vec<u8>),
     Parts(Vec<Part>),
 }
 
@@ -32,7 +31,7 @@ impl Template {
                 anyhow::bail!("unclosed `{{{{` in template {text:?}");
             };
             if open > 0 {
-                parts.push(Part::Literal(Bytes::copy_from_slice(&rest.as_bytes()[..open])));
+                parts.push(Part::Literal(rest.as_bytes()[..open].to_vec()));
             }
             let name = rest[open + 2..open + len].trim();
             parts.push(match name {
@@ -45,10 +44,10 @@ impl Template {
             rest = &rest[open + len + 2..];
         }
         if parts.is_empty() {
-            return Ok(Template::Fixed(Bytes::copy_from_slice(text.as_bytes())));
+            return Ok(Template::Fixed(text.as_bytes().to_vec()));
         }
         if !rest.is_empty() {
-            parts.push(Part::Literal(Bytes::copy_from_slice(rest.as_bytes())));
+            parts.push(Part::Literal(rest.as_bytes().to_vec()));
         }
         Ok(Template::Parts(parts))
     }
@@ -61,25 +60,40 @@ impl Template {
         matches!(self, Template::Parts(p) if p.contains(&Part::Counter))
     }
 
-    pub fn render(&self, fill: Fill) -> Bytes {
+    /// Appends the text with `fill`'s values to `out`.
+    pub fn render_into(&self, fill: Fill, out: &mut Vec<u8>) {
         let parts = match self {
-            Template::Fixed(b) => return b.clone(),
+            Template::Fixed(b) => return out.extend_from_slice(b),
             Template::Parts(parts) => parts,
         };
-        let mut out = BytesMut::with_capacity(64);
         for part in parts {
             match part {
-                Part::Literal(b) => out.put_slice(b),
-                Part::Counter => put_decimal(&mut out, fill.counter),
-                Part::Uuid => out.put_slice(&uuid_v4(fill.uuid)),
+                Part::Literal(b) => out.extend_from_slice(b),
+                Part::Counter => push_decimal(out, fill.counter),
+                Part::Uuid => out.extend_from_slice(&uuid_v4(fill.uuid)),
             }
         }
-        out.freeze()
+    }
+
+    /// The length `render_into` appends.
+    pub fn rendered_len(&self, fill: Fill) -> usize {
+        let parts = match self {
+            Template::Fixed(b) => return b.len(),
+            Template::Parts(parts) => parts,
+        };
+        parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(b) => b.len(),
+                Part::Counter => fill.counter.checked_ilog10().unwrap_or(0) as usize + 1,
+                Part::Uuid => 36,
+            })
+            .sum()
     }
 }
 
 /// Appends the decimal digits of `n` without going through `format!`.
-fn put_decimal(out: &mut BytesMut, mut n: u64) {
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -90,7 +104,7 @@ fn put_decimal(out: &mut BytesMut, mut n: u64) {
             break;
         }
     }
-    out.put_slice(&digits[i..]);
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A random (version 4, RFC 4122 variant) UUID in its 36-character text form.
@@ -113,20 +127,35 @@ pub fn uuid_v4(random: u128) -> [u8; 36] {
 mod tests {
     use super::*;
 
+    fn render(t: &Template, fill: Fill) -> String {
+        let mut out = b"kept:".to_vec();
+        t.render_into(fill, &mut out);
+        assert_eq!(out.len(), 5 + t.rendered_len(fill));
+        String::from_utf8(out).unwrap().split_off(5)
+    }
+
+    #[test]
+    fn lengths_of_counters() {
+        let t = Template::parse("{{counter}}").unwrap();
+        for n in [0, 9, 10, 99, 100, u64::MAX] {
+            assert_eq!(t.rendered_len(Fill { counter: n, uuid: 0 }), n.to_string().len());
+        }
+    }
+
     #[test]
     fn fixed_text_is_shared() {
         let t = Template::parse("/plain").unwrap();
         assert!(t.is_fixed());
-        assert_eq!(t.render(Fill { counter: 1, uuid: 2 }), "/plain");
+        assert_eq!(render(&t, Fill { counter: 1, uuid: 2 }), "/plain");
     }
 
     #[test]
     fn placeholders_are_filled() {
         let t = Template::parse("/items/{{counter}}?id={{ uuid }}").unwrap();
         assert!(t.uses_counter());
-        let out = t.render(Fill { counter: 42, uuid: u128::MAX });
+        let out = render(&t, Fill { counter: 42, uuid: u128::MAX });
         assert_eq!(out, "/items/42?id=ffffffff-ffff-4fff-bfff-ffffffffffff");
-        let zero = t.render(Fill { counter: 0, uuid: 0 });
+        let zero = render(&t, Fill { counter: 0, uuid: 0 });
         assert_eq!(zero, "/items/0?id=00000000-0000-4000-8000-000000000000");
     }
 

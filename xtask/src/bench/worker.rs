@@ -12,8 +12,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::client::{Outcome, Sender, exchange};
+use super::client::{Outcome, exchange};
 use super::engine::{Plan, Report, Shared};
+use super::http1::Connection;
 use super::stats::{ErrorKind, Interval};
 
 /// A request that starts later than this after its intended time counts as late.
@@ -127,16 +128,16 @@ impl Worker {
         }
     }
 
-    /// Sends one request on this task's connections; `None` means it timed out.
-    async fn send_one(&self, c: &mut Conn) -> Option<Outcome> {
+    /// Sends one request on this task's connections, started at `now`; `None` means it timed out.
+    async fn send_one(&self, c: &mut Conn, now: Instant) -> Option<Outcome> {
         let scenario = &self.shared.scenario;
         let index = scenario.pick();
         // Re-arming one timer per connection is cheaper than a fresh `timeout()` per request.
-        c.timer.as_mut().reset(Instant::now() + self.shared.timeout);
+        c.timer.as_mut().reset(now + self.shared.timeout);
         let slot = &mut c.slots[scenario.origin_of(index)];
         let outcome = tokio::select! {
             biased;
-            outcome = exchange(scenario, slot, index) => Some(outcome),
+            outcome = exchange(scenario, slot, &mut c.scratch, index) => Some(outcome),
             _ = c.timer.as_mut() => None,
         };
         if outcome.is_none() {
@@ -222,16 +223,19 @@ async fn ticker(w: Rc<Worker>, tx: UnboundedSender<Report>, index: usize) {
     }
 }
 
-/// One load connection: a keep-alive connection per origin and its request timer.
+/// One load connection: a keep-alive connection per origin, its request timer and the buffer
+/// templated requests are rendered into.
 struct Conn {
-    slots: Vec<Option<Sender>>,
+    slots: Vec<Option<Connection>>,
     timer: Pin<Box<Sleep>>,
+    scratch: Vec<u8>,
 }
 
 fn new_conn(w: &Worker) -> Conn {
     Conn {
         slots: (0..w.shared.scenario.origins.len()).map(|_| None).collect(),
         timer: Box::pin(tokio::time::sleep(w.shared.timeout)),
+        scratch: Vec::new(),
     }
 }
 
@@ -240,8 +244,8 @@ async fn closed_connection(g: LiveGuard) {
     let w = &g.0;
     let mut conn = new_conn(w);
     while w.take_ticket() {
-        let sent = std::time::Instant::now();
-        let outcome = w.send_one(&mut conn).await;
+        let sent = Instant::now();
+        let outcome = w.send_one(&mut conn, sent).await;
         w.record(outcome, sent.elapsed(), false);
     }
 }
@@ -298,8 +302,9 @@ async fn open_connection(g: LiveGuard, first: Instant) {
             }
         };
         w.started.set(w.started.get() + 1);
-        let late = Instant::now().saturating_duration_since(intended) > LATE_SLACK;
-        let outcome = w.send_one(&mut conn).await;
+        let now = Instant::now();
+        let late = now.saturating_duration_since(intended) > LATE_SLACK;
+        let outcome = w.send_one(&mut conn, now).await;
         w.record(outcome, Instant::now().saturating_duration_since(intended), late);
     }
 }

@@ -133,12 +133,12 @@ async fn run_inner(a: &BenchArgs, quiet: bool) -> anyhow::Result<bool> {
     } else {
         let l = &result.latency;
         println!(
-            "{} requests, {} answered in {:.2}s: {:.1} req/s, errors {:?}, late (>{:?}) {}, unsent {}",
+            "{} requests, {} answered in {:.2}s: {:.1} req/s, errors {}, late (>{:?}) {}, unsent {}",
             result.requests,
             result.completed,
             result.duration_secs,
             result.throughput_per_sec,
-            result.errors,
+            result.errors.describe(),
             crate::bench::LATE_SLACK,
             result.late,
             result.unsent

@@ -99,7 +99,9 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         },
         stages: Vec::new(),
         failure: None,
+        evidence: None,
         checklist: Vec::new(),
+        leftover_faults: undo_leftover_faults(&runs, &progress, deploy.dry_run).await,
     };
     let _ = record::write(&run_dir, &record);
     let clock = Instant::now();
@@ -121,7 +123,9 @@ pub async fn run(args: &PipelineArgs, deploy: &DeployArgs, out: &Output) -> Exit
         dry_run: deploy.dry_run,
         on_update: &on_update,
     };
-    let stages = executor.run().await;
+    let outcome = executor.run().await;
+    let stages = outcome.stages;
+    record.evidence = outcome.evidence;
 
     let header = &loaded.pipeline.header;
     record.checklist = record::checklist_rows(&header.checklist, &header.signoffs, &stages);
@@ -168,6 +172,9 @@ fn finish(
             "first failure: {}{gate}\n  expected: {}\n  actual:   {}",
             f.stage, f.expected, f.actual
         )));
+        if let Some(evidence) = &record.evidence {
+            progress.emit(Event::Note(&format!("evidence: {}", run_dir.join(evidence).display())));
+        }
     }
     progress.emit(Event::Note(&format!(
         "run {} {} — record and reports in {}",
@@ -200,6 +207,29 @@ fn first_failure(stages: &[StageRecord]) -> Option<Failure> {
         expected: gate.map_or_else(|| "the stage to complete".into(), |g| g.expected.clone()),
         actual: gate.map_or_else(|| stage.reason.clone().unwrap_or_else(|| "failed".into()), |g| g.actual.clone()),
     })
+}
+
+/// Faults that a run which died left injected are undone before anything else runs, and reported.
+async fn undo_leftover_faults(runs: &Path, progress: &Progress, dry_run: bool) -> Vec<record::RecoveredFault> {
+    let ledger = crate::stages::drill::ledger::path(runs);
+    if dry_run || !ledger.exists() {
+        return Vec::new();
+    }
+    let recovered = match crate::stages::drill::ledger::recover(&ledger).await {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            progress
+                .emit(Event::Note(&format!("warning: cannot undo leftover faults from {}: {e:#}", ledger.display())));
+            return Vec::new();
+        }
+    };
+    for r in &recovered {
+        progress.emit(Event::Note(&format!(
+            "undid a leftover fault of run {} (pid {} is gone): {} / {}: {} — {}",
+            r.run_id, r.pid, r.stage, r.fault, r.undo, r.outcome
+        )));
+    }
+    recovered
 }
 
 /// The environment's lock, or the exit code when another run holds it (or left it behind).

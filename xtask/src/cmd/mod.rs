@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod deploy;
+pub mod drill;
 pub mod plan;
 pub mod report;
 pub mod schema;

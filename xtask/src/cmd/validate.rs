@@ -40,6 +40,7 @@ fn uncovered_items(p: &crate::config::Pipeline) -> Vec<String> {
                 s.common.checklist.contains(&item.id)
                     || s.gates.iter().any(|g| g.common.checklist.contains(&item.id))
                     || matches!(&s.spec, crate::config::StageSpec::Bench(b) if b.thresholds.iter().any(|t| t.checklist.contains(&item.id)))
+                    || matches!(&s.spec, crate::config::StageSpec::Drill(d) if d.checklist().contains(&&item.id))
             });
             let signed = p.header.signoffs.iter().any(|s| s.checklist == item.id);
             !gated && !signed

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diag::{Diagnostic, nearest};
 use super::model::{GateSpec, Header, Stage, StageSpec, When};
+use super::source::Span;
 use super::tree::Node;
 
 /// Which stages each stage waits for: its `needs`, or else the normal stage before it.
@@ -79,6 +80,9 @@ pub fn check(header: &Header, stages: &[Stage], root: &Node) -> Vec<Diagnostic> 
                 );
             }
         }
+        if let StageSpec::Drill(drill) = &stage.spec {
+            check_drill(header, drill, at(i, "drill"), &mut errors);
+        }
         let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
         for (c, id) in stage.common.checklist.iter().enumerate() {
             if !ids.contains(&id.as_str()) {
@@ -101,6 +105,19 @@ pub fn check(header: &Header, stages: &[Stage], root: &Node) -> Vec<Diagnostic> 
     }
     check_signoffs(header, root.get("signoffs"), &mut errors);
     errors
+}
+
+/// A drill's checklist ids exist, and its gates judge the stack, not a command's output.
+fn check_drill(header: &Header, drill: &super::drills::DrillSpec, at: Span, errors: &mut Vec<Diagnostic>) {
+    let ids: Vec<&str> = header.checklist.iter().map(|c| c.id.as_str()).collect();
+    for id in drill.checklist().into_iter().filter(|id| !ids.contains(&id.as_str())) {
+        errors.push(unknown_item(id, &ids).at(at));
+    }
+    for gate in drill.gates().into_iter().filter(|g| matches!(g.spec, GateSpec::ExitCode(_) | GateSpec::Output(_))) {
+        errors.push(
+            Diagnostic::new(format!("gates of kind `{}` only work in a `command` stage", gate.kind())).at(gate.span),
+        );
+    }
 }
 
 fn check_environments(header: &Header, stage: &Stage, nodes: &[&Node], i: usize, errors: &mut Vec<Diagnostic>) {
@@ -148,9 +165,9 @@ fn check_gates(header: &Header, stage: &Stage, node: Option<&Node>, errors: &mut
         }
         seen.push(name);
         let command_only = matches!(gate.spec, GateSpec::ExitCode(_) | GateSpec::Output(_));
-        if command_only && !matches!(stage.spec, StageSpec::Command(_)) {
+        if command_only && !matches!(stage.spec, StageSpec::Command(_) | StageSpec::Migrate(_)) {
             errors.push(
-                Diagnostic::new(format!("gates of kind `{}` only work in a `command` stage", gate.kind()))
+                Diagnostic::new(format!("gates of kind `{}` only work in a `command` or `migrate` stage", gate.kind()))
                     .at(span_of("kind"))
                     .found(format!("stage `{}` of kind `{}`", stage.name(), stage.common.kind)),
             );

@@ -13,10 +13,35 @@ use super::model::Dur;
 pub enum DrillSpec {
     Rollback(RollbackDrill),
     Backup(BackupDrill),
+    Faults(super::faults::FaultsDrill),
 }
 
 impl DrillSpec {
-    pub const TYPES: &[&str] = &["rollback", "backup"];
+    pub const TYPES: &[&str] = &["rollback", "backup", "faults"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DrillSpec::Rollback(_) => "rollback",
+            DrillSpec::Backup(_) => "backup",
+            DrillSpec::Faults(_) => "faults",
+        }
+    }
+
+    /// Gates the drill holds inside its own keys (a fault's `during` and `recover`).
+    pub fn gates(&self) -> Vec<&super::model::Gate> {
+        match self {
+            DrillSpec::Faults(f) => f.gates(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Checklist items named inside the drill's own keys.
+    pub fn checklist(&self) -> Vec<&String> {
+        match self {
+            DrillSpec::Faults(f) => f.checklist(),
+            _ => Vec::new(),
+        }
+    }
 
     pub fn target(&self) -> String {
         match self {
@@ -31,6 +56,7 @@ impl DrillSpec {
                     .collect();
                 format!("backup drill ({}) on {}/{}", parts.join(", "), b.project, b.service)
             }
+            DrillSpec::Faults(f) => f.target(),
         }
     }
 }

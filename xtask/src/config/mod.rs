@@ -5,6 +5,7 @@ pub mod data_gates;
 pub mod de;
 pub mod diag;
 pub mod drills;
+pub mod faults;
 #[cfg(test)]
 mod fuzz;
 pub mod interp;
@@ -151,19 +152,50 @@ fn resolve_env(header: &Header, root: &Node, options: &LoadOptions) -> Result<St
     })
 }
 
-/// Variable values may refer to the process environment and built-ins (`${HOME}`), not to each other.
-/// Only the chosen environment's overrides are resolved: another environment's unset variables are its own business.
+/// Variables resolve in the order written. A value may use built-ins, the process environment and the
+/// variables above it as finally set (environment overrides and `--var` applied), so `--var PORT=…` reaches
+/// `URL: http://host:${PORT}`. Only the chosen environment's overrides are resolved: another environment's
+/// unset variables are its own business.
 fn interpolate_variables(root: &mut Node, options: &LoadOptions) -> Vec<Diagnostic> {
     let no_secret =
         |_: &str| Err("secrets cannot be used in `variables:`; use them where the value is needed".to_string());
-    let scope = interp::Scope { vars: options.builtins, env: options.lookup_env, secret: &no_secret };
-    let mut errors = Vec::new();
-    if let Some(vars) = root.get_mut("variables") {
-        interp::interpolate(vars, &scope, &mut errors);
-    }
     let env = options.env.unwrap_or(model::DEFAULT_ENV);
-    if let Some(vars) = root.get_mut("environments").and_then(|e| e.get_mut(env)).and_then(|e| e.get_mut("variables")) {
-        interp::interpolate(vars, &scope, &mut errors);
+    let mut env_vars = root.get("environments").and_then(|e| e.get(env)).and_then(|e| e.get("variables")).cloned();
+    let mut known = options.builtins.clone();
+    let mut errors = Vec::new();
+    let mut resolve_into = |name: String, node: &mut Node, known: &mut BTreeMap<String, String>| {
+        interp::interpolate(
+            node,
+            &interp::Scope { vars: known, env: options.lookup_env, secret: &no_secret },
+            &mut errors,
+        );
+        if let Some(value) = options.overrides.get(&name).cloned().or_else(|| node.as_str().map(str::to_string)) {
+            known.insert(name, value);
+        }
+    };
+    if let Some(Value::Map(entries)) = root.get_mut("variables").map(|v| &mut v.value) {
+        for (key, value) in entries.iter_mut() {
+            let Some(name) = key.as_str().map(str::to_string) else { continue };
+            // The environment's value replaces the pipeline's, so only the one in force is resolved.
+            match env_vars.as_mut().and_then(|e| e.get_mut(&name)) {
+                Some(overridden) => resolve_into(name, overridden, &mut known),
+                None => resolve_into(name, value, &mut known),
+            }
+        }
+    }
+    if let Some(Value::Map(entries)) = env_vars.as_mut().map(|v| &mut v.value) {
+        let declared = root.get("variables");
+        for (key, value) in entries.iter_mut() {
+            let Some(name) = key.as_str().map(str::to_string) else { continue };
+            if declared.and_then(|d| d.get(&name)).is_none() {
+                resolve_into(name, value, &mut known);
+            }
+        }
+    }
+    if let (Some(resolved), Some(slot)) =
+        (env_vars, root.get_mut("environments").and_then(|e| e.get_mut(env)).and_then(|e| e.get_mut("variables")))
+    {
+        *slot = resolved;
     }
     errors
 }
@@ -177,4 +209,43 @@ fn variables(header: &Header, env: &str, options: &LoadOptions) -> BTreeMap<Stri
     }
     vars.extend(options.overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_vars(text: &str, env: Option<&str>, overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let overrides: BTreeMap<String, String> =
+            overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let options = LoadOptions {
+            env,
+            overrides: &overrides,
+            builtins: &BTreeMap::new(),
+            lookup_env: &|_| None,
+            secret: &|_, _| Err("none".into()),
+        };
+        let pipeline = load(&Source::new("pipeline.yaml", text), &options).expect("loads");
+        variables(&pipeline.header, &pipeline.env, &options)
+    }
+
+    const PIPELINE: &str = "version: 1
+variables:
+  PORT: \"8080\"
+  URL: http://h:${PORT}
+environments:
+  staging:
+    variables: { PORT: \"9090\", HEALTH: \"${URL}/health\" }
+stages:
+  - { name: s, kind: command, program: \"true\" }
+";
+
+    #[test]
+    fn variables_see_the_ones_above_them_as_finally_set() {
+        assert_eq!(load_vars(PIPELINE, None, &[])["URL"], "http://h:8080");
+        assert_eq!(load_vars(PIPELINE, None, &[("PORT", "1")])["URL"], "http://h:1");
+        let staging = load_vars(PIPELINE, Some("staging"), &[]);
+        assert_eq!(staging["URL"], "http://h:9090");
+        assert_eq!(staging["HEALTH"], "http://h:9090/health");
+    }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::data_gates::*;
 pub use super::drills::*;
+pub use super::faults::*;
 pub use super::security_gates::*;
 use super::source::Span;
 
@@ -209,12 +210,38 @@ pub enum StageSpec {
     Compose(ComposeStage),
     Bench(BenchStage),
     Drill(DrillSpec),
+    Migrate(MigrateStage),
     Certificate(CertificateStage),
 }
 
 impl StageSpec {
     pub const KINDS: &[&str] =
-        &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill", "certificate"];
+        &["command", "verify", "build", "base_image", "helm", "compose", "bench", "drill", "migrate", "certificate"];
+}
+
+/// Runs the service's migrations as a one-off container from the image just built, on a compose
+/// project's network, and gates on its exit code (add `exit_code` / `output` gates to say more).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateStage {
+    /// The image to run, e.g. `rehearsal/control-plane:${IMAGE_TAG}`.
+    pub image: String,
+    /// The command (after the image's entrypoint); default `["migrate"]`.
+    #[serde(default = "default_migrate_command")]
+    pub command: Vec<String>,
+    /// The compose project whose network the container joins, so it reaches e.g. `postgres:5432`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// A network to join by name instead (default: the project's `default` network).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Environment of the container; `${secret:…}` values stay out of every output.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_migrate_command() -> Vec<String> {
+    vec!["migrate".into()]
 }
 
 /// A certificate authority and a server certificate it signed, for TLS in local runs (no public CA here).
@@ -409,6 +436,10 @@ pub struct ComposeStage {
     /// `down` also removes volumes.
     #[serde(default)]
     pub volumes: bool,
+    /// `up` starts only the listed `services`, not what they depend on (e.g. the service after a
+    /// `migrate` stage, when the file also has a one-shot migrate service for people running it by hand).
+    #[serde(default)]
+    pub no_deps: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -830,10 +861,22 @@ impl StageSpec {
                 format!("helm lint/template {}{values}", h.chart)
             }
             StageSpec::Compose(c) => {
-                let action = if c.action == ComposeAction::Up { "up" } else { "down" };
+                let action = match (c.action, c.no_deps) {
+                    (ComposeAction::Down, _) => "down",
+                    (ComposeAction::Up, false) => "up",
+                    (ComposeAction::Up, true) => "up --no-deps",
+                };
                 format!("compose -p {} -f {} {action} {}", c.project, c.file, c.services.join(" "))
                     .trim_end()
                     .to_string()
+            }
+            StageSpec::Migrate(m) => {
+                let place = match (&m.network, &m.project) {
+                    (Some(network), _) => format!(" on network {network}"),
+                    (None, Some(project)) => format!(" on project {project}'s network"),
+                    (None, None) => String::new(),
+                };
+                format!("docker run --rm {} {}{place}", m.image, m.command.join(" "))
             }
             StageSpec::Bench(b) => {
                 let model = match (b.rate, b.connections) {

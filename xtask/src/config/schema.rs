@@ -17,13 +17,14 @@ fn stage_kinds() -> Vec<(&'static str, Value)> {
         ("bench", of::<BenchStage>()),
         // One schema per drill type (see `drill_types`); this entry only names the kind.
         ("drill", Value::Null),
+        ("migrate", of::<MigrateStage>()),
         ("certificate", of::<CertificateStage>()),
     ]
 }
 
 /// Each drill type (`drill:` in a `drill` stage) with the schema of its own keys.
 fn drill_types() -> Vec<(&'static str, Value)> {
-    vec![("rollback", of::<RollbackDrill>()), ("backup", of::<BackupDrill>())]
+    vec![("rollback", of::<RollbackDrill>()), ("backup", of::<BackupDrill>()), ("faults", of::<FaultsDrill>())]
 }
 
 /// Each gate kind with the schema of its own keys.
@@ -78,6 +79,8 @@ pub fn generate() -> Value {
         defs.insert(name.clone(), stage);
         stage_refs.push(json!({ "$ref": format!("#/$defs/{name}") }));
     }
+    // Gate lists inside a drill (a fault's `during` and `recover`) hold the same gates as a stage.
+    defs.insert("GateList".into(), json!({ "type": "array", "items": { "oneOf": gate_refs } }));
     root["properties"]["stages"] = json!({ "type": "array", "items": { "oneOf": stage_refs } });
     root["title"] = json!("pipeline.yaml");
     root["$defs"] = Value::Object(defs);

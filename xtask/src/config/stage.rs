@@ -26,7 +26,9 @@ fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     let spec = spec.ok_or_else(|| unknown_kind("stage", &common.kind, kind_node, StageSpec::KINDS))?;
     let mut errors = Vec::new();
     let mut gates = read_gates(node.get("gates"), &mut errors);
-    if matches!(spec, StageSpec::Command(_)) && !gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_))) {
+    if matches!(spec, StageSpec::Command(_) | StageSpec::Migrate(_))
+        && !gates.iter().any(|g| matches!(g.spec, GateSpec::ExitCode(_)))
+    {
         gates.insert(0, implicit_exit_code_gate(node));
     }
     if let Some(first) = errors.into_iter().next() {
@@ -35,7 +37,7 @@ fn read_stage(node: &Node) -> Result<Stage, Diagnostic> {
     Ok(Stage { common, spec, gates, span: node.span })
 }
 
-/// A command stage without an `exit_code` gate still fails when its program does.
+/// A command or migrate stage without an `exit_code` gate still fails when its program does.
 fn implicit_exit_code_gate(stage: &Node) -> Gate {
     let common = GateCommon {
         name: Some("exit code".into()),
@@ -58,6 +60,7 @@ fn stage_spec(kind: &str, node: &Node) -> Result<Option<StageSpec>, Diagnostic> 
         "compose" => StageSpec::Compose(from_node(node)?),
         "bench" => StageSpec::Bench(from_node(node)?),
         "drill" => StageSpec::Drill(drill_spec(node)?),
+        "migrate" => StageSpec::Migrate(from_node(node)?),
         "certificate" => StageSpec::Certificate(from_node(node)?),
         _ => return Ok(None),
     }))
@@ -84,11 +87,12 @@ fn drill_spec(node: &Node) -> Result<DrillSpec, Diagnostic> {
             DrillSpec::Rollback(valid(spec, |s| s.fingerprints.validate(), at("fingerprints"))?)
         }
         "backup" => DrillSpec::Backup(valid(from_node(&rest)?, BackupDrill::validate, at("dump"))?),
+        "faults" => DrillSpec::Faults(super::faults::read(&rest, read_gates)?),
         other => return Err(unknown_kind("drill", other, which, DrillSpec::TYPES)),
     })
 }
 
-fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
+pub(super) fn read_gates(node: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Vec<Gate> {
     let Some(node) = node else { return Vec::new() };
     if matches!(node.value, Value::Null) {
         return Vec::new();
@@ -161,6 +165,10 @@ fn unknown_kind(what: &str, kind: &str, at: &Node, kinds: &[&str]) -> Diagnostic
 /// An unknown key in a kind's part may be a misspelt common key: widen the list and the suggestion.
 fn with_kind_help(mut d: Diagnostic, common: &[&str]) -> Diagnostic {
     let Some(key) = d.message.strip_prefix("unknown key `").and_then(|r| r.strip_suffix('`')) else { return d };
+    // A gate nested in a drill was already widened with the gate's common keys.
+    if d.expected.as_deref().is_some_and(|e| e.contains("or a common key")) {
+        return d;
+    }
     let common_list: Vec<String> = common.iter().map(|c| format!("`{c}`")).collect();
     d.expected = Some(match d.expected.take() {
         Some(own) => format!("{own}, or a common key: {}", common_list.join(", ")),

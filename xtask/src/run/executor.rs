@@ -7,6 +7,7 @@ use std::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::evidence;
 use super::progress::{Event, Progress};
 use super::record::{StageRecord, Status};
 use crate::config::{Pipeline, When};
@@ -29,6 +30,13 @@ pub struct Executor<'a> {
     pub on_update: &'a (dyn Fn(&[Option<StageRecord>]) + Sync),
 }
 
+/// What a run produced: every stage's record, and the evidence bundle if a stage failed.
+pub struct Outcome {
+    pub stages: Vec<StageRecord>,
+    /// The evidence index, relative to the run directory.
+    pub evidence: Option<String>,
+}
+
 enum Slot {
     Waiting,
     Running,
@@ -36,11 +44,12 @@ enum Slot {
 }
 
 impl Executor<'_> {
-    pub async fn run(&self) -> Vec<StageRecord> {
+    pub async fn run(&self) -> Outcome {
         let steps = &self.plan.steps;
         let mut slots: Vec<Slot> = steps.iter().map(|_| Slot::Waiting).collect();
         let mut running = FuturesUnordered::new();
         let mut first_failure: Option<String> = None;
+        let mut evidence = None;
         loop {
             for step in steps.iter().filter(|s| !s.is_cleanup()) {
                 if !matches!(slots[step.index], Slot::Waiting) {
@@ -61,18 +70,40 @@ impl Executor<'_> {
             let index = steps.iter().position(|s| s.name == record.name).expect("records come from steps");
             if matches!(record.status, Status::Failed | Status::Interrupted) && first_failure.is_none() {
                 first_failure = Some(record.name.clone());
+                if record.status == Status::Failed {
+                    evidence = self.collect_evidence(&record, &slots).await;
+                }
             }
             slots[index] = Slot::Done(record);
             self.report(&slots);
         }
         self.run_cleanup(&mut slots, first_failure.is_some()).await;
-        slots
+        let stages = slots
             .into_iter()
             .map(|s| match s {
                 Slot::Done(r) => r,
                 _ => unreachable!("every slot is done when the executor returns"),
             })
-            .collect()
+            .collect();
+        Outcome { stages, evidence }
+    }
+
+    /// Services' state and logs and the failing gates' transcripts, taken while the stack still stands.
+    async fn collect_evidence(&self, failed: &StageRecord, slots: &[Slot]) -> Option<String> {
+        let done: Vec<&StageRecord> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Done(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        match evidence::collect(self.run_dir, failed, &done).await {
+            Ok(path) => Some(path),
+            Err(e) => {
+                self.progress.emit(Event::Note(&format!("evidence could not be written: {e:#}")));
+                None
+            }
+        }
     }
 
     fn readiness(&self, step: &Step, slots: &[Slot], failure: Option<&str>) -> Ready {

@@ -52,7 +52,26 @@ pub struct RunRecord {
     pub stages: Vec<StageRecord>,
     /// The first failed gate, as stage/gate with expected and actual.
     pub failure: Option<Failure>,
+    /// The evidence bundle's index, relative to the run directory, when a stage failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
     pub checklist: Vec<ChecklistRow>,
+    /// Faults a run that died left injected, undone when this run started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftover_faults: Vec<RecoveredFault>,
+}
+
+/// A leftover fault of a dead run, and what undoing it did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveredFault {
+    pub run_id: String,
+    pub pid: u32,
+    pub stage: String,
+    pub fault: String,
+    pub injected_at: String,
+    pub undo: String,
+    /// `undone`, or why it could not be.
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

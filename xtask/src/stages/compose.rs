@@ -45,7 +45,7 @@ pub async fn run(stage: &Stage, spec: &ComposeStage, cx: &StageCx<'_>) -> StageR
 }
 
 /// One compose project: the tool, the file, the name, the variables, and a log of what it printed.
-struct Compose {
+pub(super) struct Compose {
     tool: Vec<String>,
     file: std::path::PathBuf,
     project: String,
@@ -64,8 +64,13 @@ impl Compose {
         }
     }
 
+    /// A project another stage acts on (a drill scaling a service).
+    pub(super) async fn for_project(file: std::path::PathBuf, project: &str, env: BTreeMap<String, String>) -> Compose {
+        Compose { tool: detect_tool().await, file, project: project_name(project), env, log: Default::default() }
+    }
+
     /// Runs one compose command; its output goes to the stage log. Cancelling kills it.
-    async fn run(&self, args: &[&str], cx: &StageCx<'_>) -> anyhow::Result<std::process::Output> {
+    pub(super) async fn run(&self, args: &[&str], cx: &StageCx<'_>) -> anyhow::Result<std::process::Output> {
         let mut command = Command::new(&self.tool[0]);
         command
             .args(&self.tool[1..])
@@ -133,6 +138,9 @@ async fn up(compose: &Compose, spec: &ComposeStage, cx: &StageCx<'_>) -> anyhow:
         false => spec.services.clone(),
     };
     let mut args = vec!["up", "-d", "--no-build", "--remove-orphans"];
+    if spec.no_deps {
+        args.push("--no-deps");
+    }
     args.extend(services.iter().map(String::as_str));
     let started = Instant::now();
     // `up` itself may wait for dependencies' health; the stage timeout bounds it.

@@ -6,8 +6,9 @@ mod build;
 mod certificate;
 mod command;
 mod compose;
-mod drill;
+pub mod drill;
 mod helm;
+mod migrate;
 mod verify;
 
 pub use build::tags::sha_tag;
@@ -118,6 +119,7 @@ async fn dispatch(stage: &Stage, cx: &StageCx<'_>) -> StageResult {
         StageSpec::Compose(spec) => compose::run(stage, spec, cx).await,
         StageSpec::Bench(spec) => bench::run(stage, spec, cx).await,
         StageSpec::Drill(spec) => drill::run(stage, spec, cx).await,
+        StageSpec::Migrate(spec) => migrate::run(stage, spec, cx).await,
         StageSpec::Certificate(spec) => certificate::run(stage, spec, cx).await,
     }
 }

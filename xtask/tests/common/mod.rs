@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod containers;
+pub mod control_plane;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -12,10 +12,14 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use crate::state::AppState;
 
+/// `x-app-version`, and `x-instance` so that behind a load balancer a client can tell which replica answered.
 pub async fn version_header(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if let Ok(value) = HeaderValue::from_str(&state.config.app_version) {
         response.headers_mut().insert("x-app-version", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&state.config.instance_id) {
+        response.headers_mut().insert("x-instance", value);
     }
     response
 }

@@ -50,6 +50,7 @@ pub async fn version(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.set_pool(state.pool.status());
+    state.metrics.set_breaker("redis", &state.cache.breaker());
     match state.metrics.render() {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
         Err(err) => {

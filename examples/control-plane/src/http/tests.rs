@@ -18,6 +18,7 @@ fn state(pairs: &[(&str, &str)]) -> AppState {
         ("DATABASE_URL".into(), "postgres://app:pw@127.0.0.1:1/app".into()),
         ("REDIS_URL".into(), "redis://:pw@127.0.0.1:1".into()),
         ("APP_VERSION".into(), "7.7.7-test".into()),
+        ("INSTANCE_ID".into(), "i-test".into()),
     ];
     vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_lookup(|key| vars.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())).unwrap();
@@ -53,6 +54,7 @@ async fn health_answers_with_version_header() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"status":"ok"}"#);
     assert_eq!(headers["x-app-version"], "7.7.7-test");
+    assert_eq!(headers["x-instance"], "i-test");
     let (status, headers, _) = send(&state(&[]), get("/no/such/route")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(headers["x-app-version"], "7.7.7-test");
@@ -68,6 +70,9 @@ async fn readiness_is_503_with_every_check_when_dependencies_are_down() {
         assert_eq!(body["checks"][dependency]["status"], "down", "{body}");
         assert!(body["checks"][dependency]["latency_ms"].is_number());
     }
+    // The readiness ping failed twice (first try and retry): the Redis breaker is open.
+    assert_eq!(body["circuit_breakers"]["redis"]["state"], "open", "{body}");
+    assert_eq!(body["circuit_breakers"]["redis"]["opened_total"], 1, "{body}");
 }
 
 #[tokio::test]
