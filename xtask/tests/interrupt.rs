@@ -346,3 +346,20 @@ fn mmdebstrap_dirs() -> Vec<std::path::PathBuf> {
         })
         .unwrap_or_default()
 }
+
+#[test]
+fn migrate_stage_sigterm_removes_the_migrator() {
+    if !docker_ready("interrupted migrate") {
+        return;
+    }
+    let marker = unique("migrate-marker");
+    let ws = Workspace::new(&format!(
+        "version: 1\nstages:\n  - name: migrate\n    kind: migrate\n    image: {BASE_IMAGE}\n    network: bridge\n    command: [sh, -c, \"sleep 300; echo {marker}\"]\n{CLEANUP}"
+    ));
+    let done = check(
+        &ws,
+        Case { stage: "migrate", busy: Busy::Container(marker.clone()), signal: Signal::SIGTERM, project: None },
+    );
+    assert!(done.elapsed < Duration::from_secs(30), "took {:?}", done.elapsed);
+    assert_eq!(containers_running(&marker), Vec::<String>::new(), "the migrator's container is left");
+}
