@@ -159,19 +159,24 @@ impl Drop for EnvLock {
 
 fn try_acquire(path: &Path, env: &str, holder: &Holder) -> Result<EnvLock, LockError> {
     let mut file = open(path).map_err(LockError::Io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(LockError::Held { env: env.to_string(), holder: read_holder(&mut file) });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
-    }
+    take_os_lock(&mut file, env)?;
     if let Some(left) = read_holder(&mut file) {
         let _ = file.unlock();
         return Err(LockError::Stale { env: env.to_string(), holder: left, path: path.to_path_buf() });
     }
     write_holder(&mut file, holder).map_err(LockError::Io)?;
     Ok(EnvLock { file: Some(file), path: path.to_path_buf() })
+}
+
+/// The OS lock, or who holds it: it is released when its holder dies, so holding it means being alive.
+fn take_os_lock(file: &mut File, env: &str) -> Result<(), LockError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LockError::Held { env: env.to_string(), holder: read_holder(file) })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(LockError::Io(e)),
+    }
 }
 
 /// What `unlock` found.
@@ -186,13 +191,7 @@ pub fn unlock(path: &Path, env: &str) -> Result<Unlocked, LockError> {
         return Ok(Unlocked::WasFree);
     }
     let mut file = open(path).map_err(LockError::Io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(LockError::Held { env: env.to_string(), holder: read_holder(&mut file) });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
-    }
+    take_os_lock(&mut file, env)?;
     let left = read_holder(&mut file);
     file.set_len(0).map_err(LockError::Io)?;
     let _ = file.unlock();
