@@ -4,15 +4,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use common::containers::{Container, docker_available, shared};
+use common::containers::{Container, HEALTH, READY, docker_available, shared, start_postgres};
 use common::{Workspace, stderr, stdout};
 
 const PG_PASSWORD: &str = "gd-pg-Secret-4711";
 const REDIS_PASSWORD: &str = "gd-redis-Secret-4711";
-const READY: Duration = Duration::from_secs(90);
-const HEALTH: [&str; 6] = ["--health-interval", "1s", "--health-timeout", "3s", "--health-retries", "60"];
 
 /// A verdict from the real binary: the exit code, the gate's record and everything printed.
 struct Verdict {
@@ -55,12 +52,7 @@ fn postgres() -> Option<Arc<Container>> {
     static SLOT: Mutex<Weak<Container>> = Mutex::new(Weak::new());
     docker_available().then(|| {
         shared(&SLOT, || {
-            let password = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
-            let health = "pg_isready -q -h 127.0.0.1 -U control_plane -d control_plane";
-            let env = ["-e", &password, "-e", "POSTGRES_USER=control_plane", "-e", "POSTGRES_DB=control_plane"];
-            let run = ["--health-cmd", health, "-p", "127.0.0.1::5432", "rehearsal/postgres:15"];
-            let pg = Container::start("postgres", &[&HEALTH[..], &env, &run].concat());
-            pg.wait_for_health("healthy", READY);
+            let pg = start_postgres("postgres", PG_PASSWORD);
             pg
         })
     })

@@ -10,13 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use common::containers::{Container, docker_available, shared};
+use common::containers::{Container, HEALTH, READY, docker_available, shared, start_postgres};
 use common::{Workspace, stderr, stdout};
 
 const PG_PASSWORD: &str = "gs-pg-Secret-4711";
 const TOKEN: &str = "gs-token-4711";
-const READY: Duration = Duration::from_secs(90);
-const HEALTH: [&str; 6] = ["--health-interval", "1s", "--health-timeout", "3s", "--health-retries", "60"];
 
 /// The exit code and the record of every gate of a pipeline with one verify stage holding `gates`.
 fn run_gates(ws: &Workspace, gates: &str) -> (bool, Vec<serde_json::Value>, String) {
@@ -123,12 +121,7 @@ fn postgres() -> Option<Arc<Container>> {
     static SLOT: Mutex<Weak<Container>> = Mutex::new(Weak::new());
     docker_available().then(|| {
         shared(&SLOT, || {
-            let password = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
-            let health = "pg_isready -q -h 127.0.0.1 -U control_plane -d control_plane";
-            let env = ["-e", &password, "-e", "POSTGRES_USER=control_plane", "-e", "POSTGRES_DB=control_plane"];
-            let run = ["--health-cmd", health, "-p", "127.0.0.1::5432", "rehearsal/postgres:15"];
-            let pg = Container::start("gs-postgres", &[&HEALTH[..], &env, &run].concat());
-            pg.wait_for_health("healthy", READY);
+            let pg = start_postgres("gs-postgres", PG_PASSWORD);
             let migrated = Command::new(control_plane_binary())
                 .arg("migrate")
                 .env("DATABASE_URL", pg_url(&pg))

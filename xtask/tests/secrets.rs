@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Workspace, stderr, stdout};
+use common::{Workspace, stderr, stdout, walk};
 
 const PIPELINE: &str = r#"
 version: 1
@@ -128,20 +126,4 @@ fn escaped_forms(secret: &str) -> Vec<String> {
     forms.push(secret.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"));
     forms.dedup();
     forms
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_symlink() {
-            continue;
-        }
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

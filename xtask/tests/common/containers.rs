@@ -95,3 +95,19 @@ pub fn shared(slot: &'static Mutex<Weak<Container>>, start: fn() -> Container) -
 fn docker(args: &[&str]) -> Output {
     Command::new("docker").args(args).output().expect("the docker CLI runs")
 }
+
+/// Docker's health probing, quick enough for tests.
+pub const HEALTH: [&str; 6] = ["--health-interval", "1s", "--health-timeout", "3s", "--health-retries", "60"];
+/// How long a container may take to become healthy on a busy machine.
+pub const READY: Duration = Duration::from_secs(90);
+
+/// Postgres as the stack runs it: user and database `control_plane`, SCRAM password, healthy.
+pub fn start_postgres(role: &str, password: &str) -> Container {
+    let password = format!("POSTGRES_PASSWORD={password}");
+    let health = "pg_isready -q -h 127.0.0.1 -U control_plane -d control_plane";
+    let env = ["-e", &password, "-e", "POSTGRES_USER=control_plane", "-e", "POSTGRES_DB=control_plane"];
+    let run = ["--health-cmd", health, "-p", "127.0.0.1::5432", "rehearsal/postgres:15"];
+    let pg = Container::start(role, &[&HEALTH[..], &env, &run].concat());
+    pg.wait_for_health("healthy", READY);
+    pg
+}

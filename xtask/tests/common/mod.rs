@@ -132,3 +132,20 @@ pub fn http_ok_server() -> String {
     });
     address
 }
+
+/// Every file below `dir`, links not followed (`latest` points into the same tree).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_symlink() {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
